@@ -1,0 +1,101 @@
+"""Protobuf ⇄ plain Python conversions shared by every servicer (the only place, with the
+servicers themselves, that knows about generated message classes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
+
+from distillery.v1 import common_pb2
+from services.common.artifacts import Artifact
+from services.common.taskspec import TaskSpec, Tool
+
+TASK_TYPE_TO_PROTO = {
+    "classification": common_pb2.TASK_TYPE_CLASSIFICATION,
+    "extraction": common_pb2.TASK_TYPE_EXTRACTION,
+    "qa-open-book": common_pb2.TASK_TYPE_QA_OPEN_BOOK,
+    "qa-closed-book": common_pb2.TASK_TYPE_QA_CLOSED_BOOK,
+    "tool-calling": common_pb2.TASK_TYPE_TOOL_CALLING,
+    "multi-turn-tool-calling": common_pb2.TASK_TYPE_MULTI_TURN_TOOL_CALLING,
+}
+TASK_TYPE_FROM_PROTO = {v: k for k, v in TASK_TYPE_TO_PROTO.items()}
+
+
+def struct_from(value: dict[str, Any] | None) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    if value:
+        message.update(value)
+    return message
+
+
+def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(message) if message is not None else {}
+
+
+def artifact_to_proto(artifact: Artifact | dict[str, Any] | None) -> common_pb2.ArtifactRef:
+    if artifact is None:
+        return common_pb2.ArtifactRef()
+    if isinstance(artifact, dict):
+        artifact = Artifact.from_dict(artifact)
+    return common_pb2.ArtifactRef(uri=artifact.uri, sha256=artifact.sha256, size=artifact.size)
+
+
+def artifact_from_proto(message: common_pb2.ArtifactRef) -> Artifact | None:
+    if not message.uri:
+        return None
+    return Artifact(uri=message.uri, sha256=message.sha256, size=message.size)
+
+
+def task_to_proto(spec: TaskSpec) -> common_pb2.TaskSpec:
+    return common_pb2.TaskSpec(
+        name=spec.name,
+        type=TASK_TYPE_TO_PROTO[spec.type],
+        description=spec.description,
+        labels=spec.labels,
+        label_descriptions=spec.label_descriptions,
+        output_schema=struct_from(spec.output_schema),
+        tools=[common_pb2.ToolSchema(name=t.name, description=t.description, parameters=struct_from(t.parameters))
+               for t in spec.tools],
+        allow_no_call=spec.allow_no_call,
+        input_description=spec.input_description,
+        judge_instructions=spec.judge_instructions,
+        topics=spec.topics,
+        teacher=common_pb2.ModelRef(uri=spec.teacher),
+        student=common_pb2.ModelRef(uri=spec.student),
+        settings=struct_from(spec.settings),
+    )
+
+
+def task_from_proto(message: common_pb2.TaskSpec) -> TaskSpec:
+    from services.common.errors import InvalidArgument
+
+    if message.type not in TASK_TYPE_FROM_PROTO:
+        raise InvalidArgument("task.type is missing or unknown; set one of " + ", ".join(TASK_TYPE_TO_PROTO))
+    schema = struct_to_dict(message.output_schema) if message.HasField("output_schema") else None
+    return TaskSpec(
+        name=message.name or "task",
+        type=TASK_TYPE_FROM_PROTO[message.type],
+        description=message.description,
+        labels=list(message.labels),
+        label_descriptions=dict(message.label_descriptions),
+        output_schema=schema or None,
+        tools=[Tool(t.name, t.description, struct_to_dict(t.parameters)) for t in message.tools],
+        allow_no_call=message.allow_no_call,
+        input_description=message.input_description,
+        judge_instructions=message.judge_instructions,
+        topics=list(message.topics),
+        teacher=message.teacher.uri or TaskSpec.__dataclass_fields__["teacher"].default,
+        student=message.student.uri or TaskSpec.__dataclass_fields__["student"].default,
+        settings=struct_to_dict(message.settings),
+    )
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """Proto → JSON-able dict with the proto field names (what operations persist)."""
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def dict_to_message(data: dict[str, Any], message: Message) -> Message:
+    return json_format.ParseDict(data, message, ignore_unknown_fields=True)

@@ -1,0 +1,252 @@
+"""Runs long-running operations in background threads, persists their progress, and resumes the
+unfinished ones when a service restarts (distilabel-style: each handler picks up from what it had
+already written into its operation's work directory)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from services.common.artifacts import ArtifactStore
+from services.common.errors import Cancelled, DistilleryError, InvalidArgument
+from services.common.operations import (CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, OperationRecord,
+                                        OperationStore)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["OperationContext"], dict[str, Any]]
+
+
+class OperationContext:
+    """What a handler sees: its request, a private work directory that survives restarts, the
+    artifact store, progress reporting and cooperative cancellation."""
+
+    def __init__(self, record: OperationRecord, runner: "JobRunner", cancel_event: threading.Event) -> None:
+        self.record = record
+        self.name = record.name
+        self.request = record.request
+        self.store = runner.store
+        self.work_dir = runner.work_root / record.short_id
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._runner = runner
+        self._cancel_event = cancel_event
+        self._metadata: dict[str, Any] = dict(record.metadata)
+        self._samples: deque[tuple[float, float]] = deque(maxlen=30)
+        self._last_write = 0.0
+        self._last_cancel_poll = 0.0
+
+    @property
+    def resumed(self) -> bool:
+        """True when this operation had started before (the service restarted mid-job)."""
+        return bool(self.record.metadata.get("started"))
+
+    def output_key(self, filename: str) -> str:
+        """Store key for an output: the request's output_prefix, or the operation's folder."""
+        prefix = str(self.request.get("output_prefix") or f"operations/{self.record.service}/{self.record.short_id}")
+        return f"{prefix.rstrip('/')}/{filename}"
+
+    def progress(self, *, done: float | None = None, total: float | None = None, stage: str | None = None,
+                 unit: str | None = None, message: str | None = None, counters: dict[str, float] | None = None,
+                 force: bool = False) -> None:
+        """Record progress. Rate and ETA are derived from recent ``done`` samples; writes to the
+        database are throttled so a tight loop can call this freely."""
+        now = time.time()
+        meta = self._metadata
+        if stage is not None:
+            meta["stage"] = stage
+        if unit is not None:
+            meta["unit"] = unit
+        if message is not None:
+            meta["message"] = message
+        if total is not None:
+            meta["total"] = int(total)
+        if counters:
+            merged = dict(meta.get("counters", {}))
+            merged.update({k: float(v) for k, v in counters.items()})
+            meta["counters"] = merged
+        if done is not None:
+            meta["done"] = int(done)
+            self._samples.append((now, float(done)))
+            if len(self._samples) >= 2:
+                (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
+                rate = (d1 - d0) / (t1 - t0) if t1 > t0 else 0.0
+                meta["rate"] = round(rate, 4)
+                remaining = float(meta.get("total", 0)) - d1
+                meta["eta_seconds"] = round(remaining / rate, 1) if rate > 0 and remaining > 0 else 0.0
+        if force or now - self._last_write >= 0.5:
+            self._last_write = now
+            self._runner._write_metadata(self.name, meta)
+
+    def cancelled(self) -> bool:
+        if self._cancel_event.is_set():
+            return True
+        now = time.time()
+        if now - self._last_cancel_poll > 1.0:  # another process (CLI, other replica) may have asked
+            self._last_cancel_poll = now
+            if self._runner.ops.get(self.name).cancel_requested:
+                self._cancel_event.set()
+        return self._cancel_event.is_set()
+
+    def check_cancelled(self) -> None:
+        if self.cancelled():
+            raise Cancelled(f"operation {self.name} was cancelled")
+
+
+@dataclass
+class _Running:
+    thread_started: float
+    cancel: threading.Event
+
+
+class JobRunner:
+    """One per service process. ``submit`` is idempotent on request_id; work is queued on a
+    small pool (default one job at a time: these jobs saturate the machine)."""
+
+    def __init__(self, service: str, ops: OperationStore, store: ArtifactStore, home: Path,
+                 max_concurrent: int = 1) -> None:
+        self.service = service
+        self.ops = ops
+        self.store = store
+        self.work_root = home / "work" / service
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        self._handlers: dict[str, Handler] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix=f"{service}-job")
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._closed = False
+
+    def register(self, kind: str, handler: Handler) -> None:
+        self._handlers[kind] = handler
+
+    def submit(self, kind: str, request: dict[str, Any], request_id: str | None = None) -> OperationRecord:
+        if kind not in self._handlers:
+            raise InvalidArgument(f"{self.service} cannot run {kind!r} jobs")
+        record, created = self.ops.create(self.service, kind, request, request_id)
+        if created:
+            self._schedule(record)
+        return record
+
+    def resume_unfinished(self) -> list[str]:
+        """Reschedule every operation this service had not finished when it stopped."""
+        resumed = []
+        for record in self.ops.list(service=self.service, states=frozenset({PENDING, RUNNING}), limit=10_000):
+            if record.kind not in self._handlers:
+                continue
+            if record.cancel_requested:
+                self.ops.update(record.name, state=CANCELLED, error_code="CANCELLED",
+                                error_message="cancelled while the service was down")
+                continue
+            log.info("resuming operation %s (%s)", record.name, record.state)
+            self._schedule(record)
+            resumed.append(record.name)
+        return resumed
+
+    def _schedule(self, record: OperationRecord) -> None:
+        event = threading.Event()
+        with self._lock:
+            self._running[record.name] = _Running(time.time(), event)
+        self._pool.submit(self._run, record.name, event)
+
+    def _run(self, name: str, cancel_event: threading.Event) -> None:
+        record = self.ops.get(name)
+        try:
+            if record.cancel_requested:
+                raise Cancelled(f"operation {name} was cancelled before it started")
+            ctx = OperationContext(record, self, cancel_event)
+            meta = dict(record.metadata)
+            meta.update({"state": RUNNING, "service": self.service})
+            was_started = bool(record.metadata.get("started"))
+            meta["started"] = True
+            if was_started:
+                meta["resumes"] = int(meta.get("resumes", 0)) + 1
+            self.ops.update(name, state=RUNNING, metadata=meta)
+            ctx._metadata = meta
+            ctx.record = record  # keeps `resumed` reflecting the state before this run
+            result = self._handlers[record.kind](ctx)
+            ctx._metadata["state"] = SUCCEEDED
+            self.ops.update(name, state=SUCCEEDED, result=result, metadata=ctx._metadata)
+        except Cancelled as exc:
+            self._finish_error(name, CANCELLED, "CANCELLED", str(exc))
+        except DistilleryError as exc:
+            self._finish_error(name, FAILED, exc.code, str(exc))
+        except Exception as exc:  # a bug: keep the trace in the log, give the client a clean message
+            log.error("operation %s crashed:\n%s", name, traceback.format_exc())
+            self._finish_error(name, FAILED, "INTERNAL", f"{type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._running.pop(name, None)
+            self._notify()
+
+    def _finish_error(self, name: str, state: str, code: str, message: str) -> None:
+        record = self.ops.get(name)
+        if self._closed and not record.cancel_requested:
+            return  # the process is going down: leave it RUNNING so the next start resumes it
+        meta = dict(record.metadata)
+        meta["state"] = state
+        self.ops.update(name, state=state, error_code=code, error_message=message, metadata=meta)
+
+    def _write_metadata(self, name: str, metadata: dict[str, Any]) -> None:
+        self.ops.update(name, metadata=dict(metadata))
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def cancel(self, name: str) -> OperationRecord:
+        record = self.ops.request_cancel(name)
+        with self._lock:
+            running = self._running.get(name)
+        if running:
+            running.cancel.set()
+        elif not record.done and record.state == PENDING:
+            pass  # queued: _run sees cancel_requested and stops before starting
+        self._notify()
+        return self.ops.get(name)
+
+    def wait(self, name: str, timeout: float | None = None) -> OperationRecord:
+        """Block until the operation is done or ``timeout`` seconds pass; return its record."""
+        deadline = None if timeout is None else time.time() + timeout
+        while True:
+            record = self.ops.get(name)
+            if record.done:
+                return record
+            remaining = None if deadline is None else deadline - time.time()
+            if remaining is not None and remaining <= 0:
+                return record
+            with self._changed:
+                self._changed.wait(timeout=min(1.0, remaining) if remaining is not None else 1.0)
+
+    def watch(self, name: str, interval: float = 0.5, timeout: float | None = None):
+        """Yield the record whenever it changes, and a last time when it is done."""
+        last: tuple[Any, ...] | None = None
+        deadline = None if timeout is None else time.time() + timeout
+        while True:
+            record = self.ops.get(name)
+            key = (record.state, record.update_time)
+            if key != last:
+                last = key
+                yield record
+            if record.done:
+                return
+            if deadline is not None and time.time() > deadline:
+                return
+            with self._changed:
+                self._changed.wait(timeout=max(0.05, interval))
+
+    def shutdown(self, wait: bool = False) -> None:
+        """Stop: running handlers are told to stop; their operations stay RUNNING so that the
+        next start of the service resumes them."""
+        self._closed = True
+        with self._lock:
+            for running in self._running.values():
+                running.cancel.set()
+        self._pool.shutdown(wait=wait, cancel_futures=True)

@@ -1,0 +1,184 @@
+"""Persisted long-running operations (the google.longrunning.Operation model, without grpc).
+
+The store sits behind a small interface keyed by a database URL. ``sqlite:///path`` is the
+embedded default; several replicas of a service can later share one database by pointing at a
+server-backed URL with another implementation of ``OperationStore``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from services.common.errors import InvalidArgument, NotFound
+
+PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+
+@dataclass
+class OperationRecord:
+    name: str
+    service: str
+    kind: str
+    state: str
+    request: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    request_id: str | None = None
+    create_time: float = 0.0
+    update_time: float = 0.0
+    cancel_requested: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def short_id(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
+
+
+class OperationStore(Protocol):
+    def create(self, service: str, kind: str, request: dict[str, Any], request_id: str | None = None) -> tuple[OperationRecord, bool]: ...
+    def get(self, name: str) -> OperationRecord: ...
+    def list(self, service: str | None = None, states: frozenset[str] | None = None, limit: int = 100, offset: int = 0) -> list[OperationRecord]: ...
+    def update(self, name: str, **fields: Any) -> OperationRecord: ...
+    def request_cancel(self, name: str) -> OperationRecord: ...
+    def delete(self, name: str) -> None: ...
+    def version(self) -> int: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS operations (
+    name TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    request TEXT NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    result TEXT,
+    error_code TEXT,
+    error_message TEXT,
+    request_id TEXT,
+    create_time REAL NOT NULL,
+    update_time REAL NOT NULL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS operations_request_id ON operations(service, request_id)
+    WHERE request_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS operations_state ON operations(state);
+"""
+
+_JSON_FIELDS = ("request", "metadata", "result")
+_COLUMNS = ("name", "service", "kind", "state", "request", "metadata", "result", "error_code",
+            "error_message", "request_id", "create_time", "update_time", "cancel_requested")
+
+
+class SqliteOperationStore:
+    """SQLite in WAL mode; safe for the threads of one process and for readers in others."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+
+    def _row(self, row: tuple[Any, ...]) -> OperationRecord:
+        data = dict(zip(_COLUMNS, row))
+        for key in _JSON_FIELDS:
+            data[key] = json.loads(data[key]) if data[key] is not None else None
+        data["cancel_requested"] = bool(data["cancel_requested"])
+        return OperationRecord(**data)
+
+    def create(self, service: str, kind: str, request: dict[str, Any], request_id: str | None = None) -> tuple[OperationRecord, bool]:
+        """Create an operation; with a request_id already seen, return that one (created=False)."""
+        with self._lock:
+            if request_id:
+                row = self._conn.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM operations WHERE service=? AND request_id=?",
+                    (service, request_id)).fetchone()
+                if row:
+                    return self._row(row), False
+            now = time.time()
+            name = f"{service}/operations/{uuid.uuid4().hex[:16]}"
+            record = OperationRecord(name=name, service=service, kind=kind, state=PENDING, request=request,
+                                     metadata={"state": PENDING}, request_id=request_id or None,
+                                     create_time=now, update_time=now)
+            self._conn.execute(
+                f"INSERT INTO operations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                (record.name, service, kind, PENDING, json.dumps(request), json.dumps(record.metadata), None,
+                 None, None, record.request_id, now, now, 0))
+            return record, True
+
+    def get(self, name: str) -> OperationRecord:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM operations WHERE name=?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"operation {name!r} not found")
+        return self._row(row)
+
+    def list(self, service: str | None = None, states: frozenset[str] | None = None, limit: int = 100, offset: int = 0) -> list[OperationRecord]:
+        query, args = f"SELECT {', '.join(_COLUMNS)} FROM operations WHERE 1=1", []
+        if service:
+            query += " AND service=?"
+            args.append(service)
+        if states:
+            query += f" AND state IN ({', '.join('?' * len(states))})"
+            args.extend(sorted(states))
+        query += " ORDER BY create_time DESC LIMIT ? OFFSET ?"
+        args.extend([limit, offset])
+        with self._lock:
+            rows = self._conn.execute(query, args).fetchall()
+        return [self._row(row) for row in rows]
+
+    def update(self, name: str, **fields: Any) -> OperationRecord:
+        unknown = set(fields) - set(_COLUMNS)
+        if unknown:
+            raise InvalidArgument(f"unknown operation fields {sorted(unknown)}")
+        fields["update_time"] = time.time()
+        values = [json.dumps(v) if k in _JSON_FIELDS and v is not None else v for k, v in fields.items()]
+        with self._lock:
+            cur = self._conn.execute(
+                f"UPDATE operations SET {', '.join(f'{k}=?' for k in fields)} WHERE name=?", (*values, name))
+            if cur.rowcount == 0:
+                raise NotFound(f"operation {name!r} not found")
+            return self.get(name)
+
+    def request_cancel(self, name: str) -> OperationRecord:
+        record = self.get(name)
+        if record.done:
+            return record
+        return self.update(name, cancel_requested=1)
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            cur = self._conn.execute("DELETE FROM operations WHERE name=?", (name,))
+        if cur.rowcount == 0:
+            raise NotFound(f"operation {name!r} not found")
+
+    def version(self) -> int:
+        """Changes whenever any process commits a change (cheap polling for watchers)."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0]) + int(
+                self._conn.execute("SELECT COALESCE(MAX(update_time), 0) * 1000 FROM operations").fetchone()[0])
+
+
+def open_operation_store(db_url: str) -> OperationStore:
+    """Open the operation store named by a database URL (``sqlite:///abs/path.db``)."""
+    if db_url.startswith("sqlite:///"):
+        return SqliteOperationStore(Path(db_url[len("sqlite:///"):]))
+    if db_url == "sqlite://" or db_url == ":memory:":
+        raise InvalidArgument("an in-memory operation store would lose jobs on restart; give a file path")
+    raise InvalidArgument(f"unsupported operations database URL {db_url!r}; supported: sqlite:///path")
