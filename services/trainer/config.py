@@ -1,0 +1,170 @@
+"""The one knob set of a training run (TRL-style: a dataclass whose defaults work from 135M to 8B
+students). It arrives as a google.protobuf.Struct, so every number comes in as a float and is
+coerced here; an unknown key is an error, because a typo that silently trains with a default is
+worse than a refusal."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.errors import InvalidArgument
+
+SCHEDULES = ("linear", "cosine", "constant")
+BATCHING = ("length-grouped", "packed")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+# What "all-linear" resolves to: the projection names of Llama/Qwen/Gemma/SmolLM/Mistral blocks.
+# The output head is left out on purpose (it is tied to the embeddings in small models).
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class TrainingConfig:
+    # --- what is trained
+    full_finetune: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    # "all-linear" or a list of module names (e.g. ["q_proj", "v_proj"]).
+    target_modules: str | list[str] = "all-linear"
+    # --- how long
+    epochs: int = 3
+    # > 0: stop after this many optimizer steps (overrides epochs for the schedule length).
+    max_steps: int = 0
+    # --- optimizer and schedule
+    # None: 2e-4 for LoRA, 2e-5 for full fine-tuning.
+    learning_rate: float | None = None
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    warmup_ratio: float = 0.05
+    schedule: str = "linear"
+    # --- batches
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_seq_len: int = 512
+    # "length-grouped": examples of similar length share a batch (little padding, works with every
+    # attention kernel); "packed": several examples per row with a block-diagonal causal mask.
+    batching: str = "length-grouped"
+    # --- evaluation and early stopping
+    eval_fraction: float = 0.1
+    # Stop after this many epochs without an eval-loss improvement (0: never stop early).
+    early_stopping_patience: int = 2
+    early_stopping_min_delta: float = 0.0
+    # --- checkpoints
+    checkpoint_every_steps: int = 50
+    keep_checkpoints: int = 2
+    # --- runtime
+    seed: int = 42
+    device: str = "auto"
+    # "auto": bfloat16 on CUDA (when supported), float32 on the CPU.
+    dtype: str = "auto"
+    gradient_checkpointing: bool = False
+    # dtype of the merged checkpoint ("auto": the training dtype).
+    merged_dtype: str = "auto"
+    # CPU threads for torch (0: leave torch's default).
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def lr(self) -> float:
+        if self.learning_rate is not None:
+            return float(self.learning_rate)
+        return 2e-5 if self.full_finetune else 2e-4
+
+    def validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise InvalidArgument(f"training config: {message}")
+
+        need(self.lora_r >= 1, f"lora_r must be >= 1, got {self.lora_r}")
+        need(self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}")
+        need(0.0 <= self.lora_dropout < 1.0, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        need(self.epochs >= 1 or self.max_steps > 0, "epochs must be >= 1 (or set max_steps)")
+        need(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
+        need(self.learning_rate is None or self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        need(self.schedule in SCHEDULES, f"schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
+        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        need(self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}")
+        need(self.max_seq_len >= 16, f"max_seq_len must be >= 16, got {self.max_seq_len}")
+        need(self.batching in BATCHING, f"batching {self.batching!r} is not one of {', '.join(BATCHING)}")
+        need(0.0 <= self.eval_fraction < 0.9, f"eval_fraction must be in [0, 0.9), got {self.eval_fraction}")
+        need(self.early_stopping_patience >= 0, "early_stopping_patience must be >= 0")
+        need(self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be >= 0 (0: no checkpoints)")
+        need(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        need(self.device in DEVICES or self.device.startswith("cuda:"),
+             f"device {self.device!r} is not one of {', '.join(DEVICES)} (or cuda:N)")
+        need(self.dtype in DTYPES, f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        need(self.merged_dtype in DTYPES, f"merged_dtype {self.merged_dtype!r} is not one of {', '.join(DTYPES)}")
+        need(self.max_grad_norm >= 0, "max_grad_norm must be >= 0 (0: no clipping)")
+        need(self.threads >= 0, "threads must be >= 0")
+        if isinstance(self.target_modules, str):
+            need(bool(self.target_modules), "target_modules is empty")
+        else:
+            need(bool(self.target_modules) and all(isinstance(m, str) and m for m in self.target_modules),
+                 "target_modules must be 'all-linear' or a non-empty list of module names")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "TrainingConfig":
+        """Build from a request's config Struct (numbers arrive as floats, int64 as strings)."""
+        data = dict(data or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise InvalidArgument(f"training config: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+        values: dict[str, Any] = {}
+        for name, raw in data.items():
+            default = fields[name].default
+            values[name] = _coerce(name, raw, default)
+        return cls(**values)
+
+
+def _coerce(name: str, raw: Any, default: Any) -> Any:
+    if raw is None:
+        return default
+    try:
+        if name == "target_modules":
+            if isinstance(raw, str):
+                return raw
+            return [str(item) for item in raw]
+        if name == "learning_rate":
+            return float(raw)
+        if isinstance(default, bool):
+            if isinstance(raw, str):
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                return raw.lower() in ("true", "1")
+            return bool(raw)
+        if isinstance(default, int):
+            value = float(raw)
+            if value != int(value):
+                raise ValueError(raw)
+            return int(value)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, str):
+            if not isinstance(raw, str):
+                raise ValueError(raw)
+            return raw
+    except (TypeError, ValueError):
+        kind = type(default).__name__
+        raise InvalidArgument(f"training config: {name}={raw!r} is not a valid {kind}") from None
+    return raw
+
+
+def merge_settings(task_training: dict[str, Any] | None, request_config: dict[str, Any] | None) -> TrainingConfig:
+    """task.yaml's ``training`` section, overridden key by key by the request's config."""
+    merged: dict[str, Any] = dict(task_training or {})
+    merged.update(request_config or {})
+    return TrainingConfig.from_dict(merged)
+
+
+__all__ = ["ALL_LINEAR", "BATCHING", "SCHEDULES", "TrainingConfig", "merge_settings"]

@@ -1,0 +1,104 @@
+"""Where training runs: device, dtype and the process group.
+
+The world size is the launcher's decision (torchrun sets WORLD_SIZE, RANK and LOCAL_RANK; the
+Kubernetes Job wraps the command in torchrun with one process per GPU), never a config key here,
+so the two cannot disagree. Without a launcher this is one process."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from services.common.errors import FailedPrecondition, InvalidArgument
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    # Compute dtype: the autocast dtype on CUDA, float32 on the CPU.
+    dtype: torch.dtype
+    world_size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def autocast(self) -> bool:
+        return self.device.type == "cuda" and self.dtype != torch.float32
+
+    def describe(self) -> str:
+        name = str(self.device)
+        if self.device.type == "cuda":
+            name += f" ({torch.cuda.get_device_name(self.device)})"
+        return f"{name} {str(self.dtype).replace('torch.', '')} world_size={self.world_size}"
+
+    def barrier(self) -> None:
+        if self.distributed and dist.is_initialized():
+            dist.barrier()
+
+
+def launcher_env() -> tuple[int, int, int]:
+    """(world_size, rank, local_rank) as a torchrun-style launcher set them."""
+    def read(name: str, default: int) -> int:
+        raw = os.environ.get(name, "")
+        try:
+            return int(raw) if raw else default
+        except ValueError:
+            raise InvalidArgument(f"environment variable {name}={raw!r} is not an integer") from None
+
+    return read("WORLD_SIZE", 1), read("RANK", 0), read("LOCAL_RANK", 0)
+
+
+def setup_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
+    """Pick device and dtype and, under a launcher, join the process group (NCCL on GPUs, gloo on
+    CPUs, so the multi-process path also runs on a machine without a GPU)."""
+    world_size, rank, local_rank = launcher_env()
+    has_cuda = torch.cuda.is_available()
+    if device == "auto":
+        kind = "cuda" if has_cuda else "cpu"
+    elif device.startswith("cuda"):
+        if not has_cuda:
+            raise FailedPrecondition(f"device {device!r} was asked for but no CUDA GPU is visible")
+        kind = "cuda"
+    else:
+        kind = "cpu"
+    if kind == "cuda":
+        index = local_rank if (world_size > 1 or ":" not in device) else int(device.split(":", 1)[1])
+        torch.cuda.set_device(index)
+        torch_device = torch.device("cuda", index)
+    else:
+        torch_device = torch.device("cpu")
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if kind == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    else:
+        torch_dtype = _DTYPES[dtype]
+        if kind == "cpu" and torch_dtype != torch.float32:
+            log.warning("dtype %s on the CPU is slow and imprecise; training in it anyway as asked", dtype)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if kind == "cuda" else "gloo")
+    return Runtime(torch_device, torch_dtype, world_size, rank, local_rank)
+
+
+def teardown_runtime(runtime: Runtime) -> None:
+    if runtime.distributed and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def torch_dtype(name: str, default: torch.dtype) -> torch.dtype:
+    return default if name == "auto" else _DTYPES[name]

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from services.common.artifacts import ArtifactStore
+from services.common.errors import InvalidArgument, NotFound
+from services.common.jobs import JobRunner, OperationContext
+from services.common.operations import open_operation_store
+
+
+def make_runner(tmp_path: Path) -> JobRunner:
+    ops = open_operation_store(f"sqlite:///{tmp_path / 'ops.db'}")
+    return JobRunner("validator", ops, ArtifactStore((tmp_path / "store").as_uri()), tmp_path)
+
+
+def test_store_survives_reopen_and_dedups_request_ids(tmp_path: Path) -> None:
+    ops = open_operation_store(f"sqlite:///{tmp_path / 'ops.db'}")
+    first, created = ops.create("trainer", "training", {"a": 1}, request_id="r1")
+    again, created_again = ops.create("trainer", "training", {"a": 2}, request_id="r1")
+    assert created and not created_again and again.name == first.name
+    reopened = open_operation_store(f"sqlite:///{tmp_path / 'ops.db'}")
+    assert reopened.get(first.name).request == {"a": 1}
+    with pytest.raises(NotFound):
+        reopened.get("trainer/operations/none")
+    with pytest.raises(InvalidArgument, match="unsupported"):
+        open_operation_store("postgres://x")
+
+
+def test_job_runs_reports_progress_and_result(tmp_path: Path) -> None:
+    runner = make_runner(tmp_path)
+
+    def handler(ctx: OperationContext) -> dict:
+        for i in range(3):
+            ctx.progress(done=i + 1, total=3, unit="rows", force=True)
+        return {"read": 3}
+
+    runner.register("validation", handler)
+    record = runner.wait(runner.submit("validation", {}).name, timeout=10)
+    assert record.state == "SUCCEEDED" and record.result == {"read": 3}
+    assert record.metadata["done"] == 3 and record.metadata["total"] == 3
+
+
+def test_failure_is_typed_and_cancel_stops_the_job(tmp_path: Path) -> None:
+    runner = make_runner(tmp_path)
+
+    def bad(ctx: OperationContext) -> dict:
+        raise InvalidArgument("row 3: field x is wrong")
+
+    def slow(ctx: OperationContext) -> dict:
+        while True:
+            ctx.check_cancelled()
+            time.sleep(0.02)
+
+    runner.register("bad", bad)
+    runner.register("slow", slow)
+    failed = runner.wait(runner.submit("bad", {}).name, timeout=10)
+    assert failed.state == "FAILED" and failed.error_code == "INVALID_ARGUMENT"
+    assert failed.error_message == "row 3: field x is wrong"
+    name = runner.submit("slow", {}).name
+    time.sleep(0.2)
+    runner.cancel(name)
+    assert runner.wait(name, timeout=10).state == "CANCELLED"
+
+
+def test_unfinished_jobs_resume_after_a_restart(tmp_path: Path) -> None:
+    """A runner that stops mid-job leaves the operation RUNNING; a new runner resumes it and the
+    handler continues from what it wrote in its work directory."""
+    started = threading.Event()
+
+    def handler(ctx: OperationContext) -> dict:
+        progress_file = ctx.work_dir / "done.txt"
+        done = int(progress_file.read_text()) if progress_file.exists() else 0
+        while done < 5:
+            ctx.check_cancelled()
+            done += 1
+            progress_file.write_text(str(done))
+            started.set()
+            time.sleep(0.1)
+        return {"read": done, "resumed": ctx.resumed}
+
+    first = make_runner(tmp_path)
+    first.register("validation", handler)
+    name = first.submit("validation", {}).name
+    started.wait(5)
+    first.shutdown(wait=True)
+    assert first.ops.get(name).state == "RUNNING"
+    second = make_runner(tmp_path)
+    second.register("validation", handler)
+    assert second.resume_unfinished() == [name]
+    record = second.wait(name, timeout=10)
+    assert record.state == "SUCCEEDED" and record.result == {"read": 5, "resumed": True}
+    assert record.metadata["resumes"] == 1
