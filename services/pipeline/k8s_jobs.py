@@ -469,7 +469,10 @@ class KubernetesJobLauncher:
             raise _api_error(what, self.namespace, exc) from None
         except (HTTPError, OSError) as exc:
             # Connection refused, DNS failure, TLS handshake, timeout: the API server is unreachable.
-            raise Unavailable(f"{what}: Kubernetes API server unreachable: {type(exc).__name__}: {exc}") from None
+            # urllib3 wraps the cause in MaxRetryError; its `reason` is the readable part.
+            cause = getattr(exc, "reason", None) or exc
+            host = getattr(self._api_client.configuration, "host", "?")
+            raise Unavailable(f"{what}: Kubernetes API server {host} unreachable: {cause}") from None
 
 
 def _api_error(what: str, namespace: str, exc: Any) -> DistilleryError:

@@ -33,8 +33,6 @@ def score_task(spec: TaskSpec, golds: list[str], predictions: list[str],
     if spec.type in ("tool-calling", "multi-turn-tool-calling"):
         possible = [(m or {}).get("possible_answer") for m in metadata] if metadata else None
         if possible and all(p is None for p in possible):
-            possible = None
-        if possible:  # examples without one fall back to their gold answer
-            possible = [p for p in possible]
+            possible = None  # examples without one fall back to their gold answer
         return tool_calling.evaluate(golds, predictions, spec.tools, possible)
     return qa.evaluate(golds, predictions, judge_verdicts)

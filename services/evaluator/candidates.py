@@ -1,0 +1,365 @@
+"""The things the evaluator scores. Each candidate loads once and then answers test examples,
+timing every call, so quality and cost come out of the same run.
+
+- ``TeacherCandidate``: the generator's ``Label`` RPC (the teacher's own task prompt and decoding
+  constraint, exactly as in generation).
+- ``HFStudentCandidate``: a transformers checkpoint (or a PEFT adapter on its base), the student
+  prompt of ``services.common.student_format``, greedy decoding.
+- ``OnnxStudentCandidate``: an ONNX export, run by the serving service's ONNX Runtime loop.
+
+For classification both students are *constrained* by default: instead of generating, they score
+each label's token sequence (label + end-of-turn) and answer the most likely one — the same rule
+serving applies, so a student's evaluation predicts its served behaviour. ``constrained: false``
+in the evaluation config switches to free generation (then invalid labels become possible and are
+counted as malformed)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from services.common.artifacts import ArtifactStore
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.student_format import parse_answer, render_prompt
+from services.common.taskspec import Example, TaskSpec
+
+log = logging.getLogger(__name__)
+
+TEACHER, STUDENT, ONNX = "teacher", "student", "onnx"
+DEFAULT_MAX_NEW_TOKENS = 256
+
+
+@dataclass
+class Prediction:
+    """One answer: ``text`` is cleaned (``parse_answer``), ``raw`` what the model produced."""
+
+    text: str
+    latency_s: float
+    completion_tokens: int = 0
+    raw: str = ""
+    label_probabilities: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class CandidateSpec:
+    """A candidate as the request names it (plain twin of the ``Candidate`` message)."""
+
+    name: str
+    kind: str                      # TEACHER | STUDENT | ONNX
+    model_uri: str = ""
+    model_format: str = ""         # "MODEL_FORMAT_PEFT_ADAPTER", ...
+    model_base: str = ""
+    endpoint: str = ""
+
+
+@dataclass
+class EvalOptions:
+    """The ``config`` struct of StartEvaluation (all optional)."""
+
+    max_examples: int = 0            # 0: the whole test set
+    max_new_tokens: int = 0          # 0: 16 for classification, 256 otherwise
+    constrained: bool = True         # label scoring for classification, stop at a complete JSON value
+    teacher_batch_size: int = 8      # examples per Label call (latency is amortized over the batch)
+    teacher_timeout_s: float = 900.0
+    judge: bool = False              # LLM judge for QA through the generator's Complete RPC
+    trained_students: list[str] = field(default_factory=list)  # names for the student/teacher ratio
+    listed_malformed: int = 20       # malformed predictions listed per candidate in report.md
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "EvalOptions":
+        data = dict(data or {})
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise InvalidArgument(f"config: unknown option(s) {', '.join(unknown)}; "
+                                  f"known: {', '.join(cls.__dataclass_fields__)}")
+        try:
+            options = cls(
+                max_examples=int(data.get("max_examples", 0)),
+                max_new_tokens=int(data.get("max_new_tokens", 0)),
+                constrained=bool(data.get("constrained", True)),
+                teacher_batch_size=max(1, int(data.get("teacher_batch_size", 8))),
+                teacher_timeout_s=float(data.get("teacher_timeout_s", 900.0)),
+                judge=bool(data.get("judge", False)),
+                trained_students=[str(n) for n in data.get("trained_students", [])],
+                listed_malformed=int(data.get("listed_malformed", 20)),
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"config: {exc}") from None
+        if options.max_examples < 0 or options.max_new_tokens < 0:
+            raise InvalidArgument("config: max_examples and max_new_tokens must be >= 0")
+        return options
+
+    def new_tokens(self, spec: TaskSpec) -> int:
+        return self.max_new_tokens or (16 if spec.type == "classification" else DEFAULT_MAX_NEW_TOKENS)
+
+
+class Candidate(ABC):
+    """Load once, then ``predict`` batches of examples (one Prediction per example, in order)."""
+
+    batch_size = 1
+    constrained_note = ""
+
+    def __init__(self, spec: CandidateSpec, task: TaskSpec, options: EvalOptions) -> None:
+        self.spec = spec
+        self.task = task
+        self.options = options
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @abstractmethod
+    def load(self) -> None: ...
+
+    @abstractmethod
+    def predict(self, examples: list[Example]) -> list[Prediction]: ...
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        """What the report says about how this candidate answered."""
+        return {"kind": self.spec.kind, "model": self.spec.model_uri or self.spec.endpoint,
+                "decoding": self.constrained_note or "greedy"}
+
+
+# ----- models ---------------------------------------------------------------------------------
+ModelResolver = Callable[[str], Path]
+
+
+def model_resolver(store: ArtifactStore, model_cache: Path) -> ModelResolver:
+    """A model reference → a local directory: an existing directory, an artifact URI in the
+    store, or a catalog name (``services.common.catalog``)."""
+
+    def resolve(ref: str) -> Path:
+        if not ref:
+            raise InvalidArgument("candidate has no model: set candidate.model.uri")
+        if "://" in ref:
+            return store.local_path(ref)
+        if Path(ref).is_dir():
+            return Path(ref)
+        try:
+            from services.common.catalog import resolve_model
+        except ImportError:
+            raise FailedPrecondition(f"model {ref!r} is not a directory and the model catalog is not available "
+                                     "in this build") from None
+        return Path(resolve_model(ref, model_cache))
+
+    return resolve
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+class HFStudentCandidate(Candidate):
+    """A transformers checkpoint on CPU (or CUDA when present), one example at a time so latency
+    is per example, as a served student sees it."""
+
+    def __init__(self, spec: CandidateSpec, task: TaskSpec, options: EvalOptions, resolve: ModelResolver,
+                 device: str = "auto") -> None:
+        super().__init__(spec, task, options)
+        self._resolve = resolve
+        self._device_pref = device
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.trie: Any = None
+        if task.type == "classification" and options.constrained:
+            self.constrained_note = "constrained: most likely label (label token log-likelihood)"
+        elif task.is_structured and options.constrained:
+            self.constrained_note = "greedy, stops at the first complete JSON value"
+
+    def load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from services.serving.runtime import LabelTrie, eos_token_ids, label_sequences
+
+        path = self._resolve(self.spec.model_uri)
+        is_adapter = self.spec.model_format == "MODEL_FORMAT_PEFT_ADAPTER" or (path / "adapter_config.json").exists()
+        base_path = self._resolve(self.spec.model_base) if is_adapter and self.spec.model_base else path
+        if is_adapter and base_path == path:
+            raise InvalidArgument(f"candidate {self.name}: {path} is a LoRA adapter; set candidate.model.base")
+        if not list(base_path.glob("*.safetensors")):
+            raise FailedPrecondition(f"candidate {self.name}: {base_path} holds no safetensors weights")
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if self._device_pref == "auto" \
+            else self._device_pref
+        tokenizer_dir = path if (path / "tokenizer_config.json").exists() else base_path
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=dtype)
+        if is_adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+        self.model = model.to(self.device).eval()
+        self.eos_ids = sorted(eos_token_ids(self.tokenizer, base_path))
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        if self.task.type == "classification" and self.options.constrained:
+            self.trie = LabelTrie(list(self.task.labels), label_sequences(self.tokenizer, list(self.task.labels)))
+
+    def _prompt_ids(self, example: Example) -> Any:
+        import torch
+
+        prompt = render_prompt(self.tokenizer, self.task, example.input, example.context)
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False)
+        return torch.tensor([ids], device=self.device)
+
+    def _classify(self, example: Example) -> Prediction:
+        import torch
+
+        start = time.perf_counter()
+        ids = self._prompt_ids(example)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, use_cache=not self.trie.one_step)
+            last = out.logits[0, -1].float().cpu().numpy()
+            if self.trie.one_step:
+                steps = [last[None, :] for _ in self.trie.sequences]
+            else:  # labels share a first token: score every continuation on the prompt's cache
+                seqs = self.trie.sequences
+                width = max(len(s) for s in seqs)
+                cand = torch.full((len(seqs), width), self.pad_id, dtype=torch.long, device=self.device)
+                for i, seq in enumerate(seqs):
+                    cand[i, :len(seq)] = torch.tensor(seq)
+                cache = out.past_key_values
+                cache.batch_repeat_interleave(len(seqs))
+                mask = torch.ones((len(seqs), ids.shape[1] + width), dtype=torch.long, device=self.device)
+                logits = self.model(input_ids=cand, attention_mask=mask, past_key_values=cache).logits.float().cpu().numpy()
+                import numpy as np
+
+                steps = [np.concatenate([last[None, :], logits[i, :len(seq) - 1]], axis=0) for i, seq in enumerate(seqs)]
+        probs = self.trie.probabilities(steps)
+        label = max(probs, key=probs.get)
+        tokens = len(self.trie.sequences[self.trie.labels.index(label)])
+        return Prediction(label, time.perf_counter() - start, tokens, label, probs)
+
+    def _generate(self, example: Example) -> Prediction:
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        from services.serving.runtime import json_complete
+
+        tokenizer = self.tokenizer
+        start = time.perf_counter()
+        ids = self._prompt_ids(example)
+
+        class _StopAtJson(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                text = tokenizer.decode(input_ids[0, ids.shape[1]:], skip_special_tokens=True)
+                return torch.tensor([json_complete(text)], device=input_ids.device)
+
+        stopping = StoppingCriteriaList([_StopAtJson()]) if self.task.is_structured and self.options.constrained else None
+        with torch.inference_mode():
+            out = self.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
+                                      max_new_tokens=self.options.new_tokens(self.task), eos_token_id=self.eos_ids,
+                                      pad_token_id=self.pad_id, stopping_criteria=stopping)
+        new = out[0, ids.shape[1]:].tolist()
+        while new and new[-1] in self.eos_ids:
+            new.pop()
+        raw = tokenizer.decode(new, skip_special_tokens=True)
+        return Prediction(parse_answer(self.task, raw), time.perf_counter() - start, len(new), raw)
+
+    def predict(self, examples: list[Example]) -> list[Prediction]:
+        if self.model is None:
+            raise FailedPrecondition(f"candidate {self.name} is not loaded")
+        run = self._classify if self.trie is not None else self._generate
+        return [run(example) for example in examples]
+
+    def close(self) -> None:
+        self.model = None
+
+
+class OnnxStudentCandidate(Candidate):
+    """An ONNX export run with the serving service's ONNX Runtime decode loop."""
+
+    def __init__(self, spec: CandidateSpec, task: TaskSpec, options: EvalOptions, resolve: ModelResolver) -> None:
+        super().__init__(spec, task, options)
+        self._resolve = resolve
+        self.generator: Any = None
+        if task.type == "classification" and options.constrained:
+            self.constrained_note = "constrained: most likely label (label token log-likelihood)"
+        elif task.is_structured and options.constrained:
+            self.constrained_note = "greedy, stops at the first complete JSON value"
+
+    def load(self) -> None:
+        try:
+            from services.serving.runtime import OnnxGenerator
+        except ImportError:
+            raise FailedPrecondition("ONNX runtime not available in this build") from None
+        path = self._resolve(self.spec.model_uri)
+        self.generator = OnnxGenerator.from_dir(path, self.task)
+
+    def predict(self, examples: list[Example]) -> list[Prediction]:
+        if self.generator is None:
+            raise FailedPrecondition(f"candidate {self.name} is not loaded")
+        results = []
+        for example in examples:
+            (pred,), seconds = _timed(lambda: self.generator.predict(
+                [example.input], [example.context], max_tokens=self.options.new_tokens(self.task),
+                constrained=self.options.constrained))
+            results.append(Prediction(pred.output, seconds, pred.completion_tokens, pred.raw,
+                                      dict(pred.label_probabilities)))
+        return results
+
+    def close(self) -> None:
+        self.generator = None
+
+
+class TeacherCandidate(Candidate):
+    """The teacher through the generator's Label RPC, in batches (the generator batches them on
+    its engine; per-example latency is the batch's wall time divided by its size)."""
+
+    def __init__(self, spec: CandidateSpec, task: TaskSpec, options: EvalOptions, client_factory: Callable[[str], Any],
+                 default_endpoint: str, seeds: Any = None) -> None:
+        super().__init__(spec, task, options)
+        self.batch_size = options.teacher_batch_size
+        self.endpoint = spec.endpoint or default_endpoint
+        self._client_factory = client_factory
+        self._seeds = seeds
+        self.client: Any = None
+        self.constrained_note = (f"generator Label RPC, batches of {self.batch_size} "
+                                 "(latency amortized over the batch)")
+
+    def load(self) -> None:
+        if not self.endpoint:
+            raise FailedPrecondition(f"candidate {self.name}: no generator endpoint configured")
+        self.client = self._client_factory(self.endpoint)
+
+    def predict(self, examples: list[Example]) -> list[Prediction]:
+        if self.client is None:
+            raise FailedPrecondition(f"candidate {self.name} is not loaded")
+        completions, seconds = _timed(lambda: self.client.label(
+            self.task, self._seeds, examples, max_tokens=self.options.new_tokens(self.task),
+            timeout=self.options.teacher_timeout_s))
+        if len(completions) != len(examples):
+            raise FailedPrecondition(f"generator answered {len(completions)} of {len(examples)} examples")
+        share = seconds / max(1, len(examples))
+        return [Prediction(parse_answer(self.task, c.text), share, int(c.completion_tokens), c.text,
+                           dict(c.choice_probabilities)) for c in completions]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "model": self.endpoint}
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.client = None
+
+
+def build_candidate(spec: CandidateSpec, task: TaskSpec, options: EvalOptions, *, resolve: ModelResolver,
+                    client_factory: Callable[[str], Any], generator_endpoint: str, seeds: Any = None,
+                    device: str = "auto") -> Candidate:
+    if spec.kind == TEACHER:
+        return TeacherCandidate(spec, task, options, client_factory, generator_endpoint, seeds)
+    if spec.kind == ONNX or spec.model_format == "MODEL_FORMAT_ONNX":
+        return OnnxStudentCandidate(spec, task, options, resolve)
+    if spec.kind == STUDENT:
+        return HFStudentCandidate(spec, task, options, resolve, device)
+    raise NotFound(f"candidate {spec.name}: unknown kind {spec.kind!r}")

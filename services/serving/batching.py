@@ -1,0 +1,95 @@
+"""Dynamic batching: requests that arrive within a few milliseconds of each other run as one
+padded batch, which costs little more than one of them on a CPU (the weights are read once)."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable, Hashable
+
+log = logging.getLogger(__name__)
+
+
+class DynamicBatcher:
+    """Collects submitted items into batches of at most ``max_batch`` items, waiting at most
+    ``max_wait_ms`` after the first one, and runs ``run_batch(items) -> results`` (one result per
+    item, same order) on one worker thread. Items with different ``key(item)`` never share a batch."""
+
+    def __init__(self, run_batch: Callable[[list[Any]], list[Any]], max_batch: int = 8, max_wait_ms: float = 5.0,
+                 key: Callable[[Any], Hashable] = lambda item: item[-1] if isinstance(item, tuple) else None,
+                 name: str = "batcher") -> None:
+        self.run_batch, self.max_batch, self.max_wait = run_batch, max(1, max_batch), max_wait_ms / 1000.0
+        self.key = key
+        self._queue: queue.Queue[tuple[Any, Future] | None] = queue.Queue()
+        self._closed = False
+        self.batches = 0
+        self.items = 0
+        self._thread = threading.Thread(target=self._loop, name=f"batch-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, item: Any) -> Future:
+        future: Future = Future()
+        if self._closed:
+            future.set_exception(RuntimeError("the model was unloaded"))
+            return future
+        self._queue.put((item, future))
+        return future
+
+    def _loop(self) -> None:
+        held: list[tuple[Any, Future]] = []
+        while True:
+            first = held.pop(0) if held else self._queue.get()
+            if first is None:
+                break
+            batch, key = [first], self.key(first[0])
+            deadline = time.monotonic() + self.max_wait
+            stop = False
+            while len(batch) < self.max_batch:
+                left = deadline - time.monotonic()
+                try:
+                    entry = self._queue.get(timeout=max(0.0, left)) if left > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if entry is None:
+                    stop = True
+                    break
+                if self.key(entry[0]) == key:
+                    batch.append(entry)
+                else:
+                    held.append(entry)
+            self._run(batch)
+            if stop:
+                break
+        for item, future in held:
+            future.set_exception(RuntimeError("the model was unloaded"))
+        self._drain()
+
+    def _run(self, batch: list[tuple[Any, Future]]) -> None:
+        self.batches += 1
+        self.items += len(batch)
+        try:
+            results = self.run_batch([item for item, _ in batch])
+        except BaseException as exc:  # every waiter gets the error, the worker survives
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results):
+            future.set_result(result)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if entry is not None:
+                entry[1].set_exception(RuntimeError("the model was unloaded"))
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the worker."""
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join(timeout=60)

@@ -1,0 +1,117 @@
+"""The StartExport operation: checkpoint → ONNX fp32 → parity → quantized variants (each with its
+own parity) → bundle (checkpoint + adapter + ONNX + model card + usage) in the artifact store.
+
+Resumable: each finished step leaves its directory in the operation's work dir (written under a
+``.partial`` name and renamed when complete), so a restarted job skips what is done."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.jsonl import read_jsonl
+from services.common.taskspec import TaskSpec
+from services.serving import bundle as bundle_mod
+from services.serving.export import check_checkpoint, export_onnx
+from services.serving.model_card import write_model_card
+from services.serving.parity import DEFAULT_INPUTS, TorchReference, check_parity
+from services.serving.quantize import quantize
+from services.serving.runtime import OnnxGenerator
+
+log = logging.getLogger(__name__)
+DEFAULT_MIN_PARITY = 0.9
+
+
+@dataclass
+class VariantResult:
+    quantization: str
+    path: Path
+    parity: dict[str, Any]
+    accepted: bool
+    reason: str = ""
+    size_bytes: int = 0
+
+
+@dataclass
+class ExportOutcome:
+    bundle: Path
+    variants: list[VariantResult] = field(default_factory=list)
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def run_export(checkpoint: Path, spec: TaskSpec, work_dir: Path, quantizations: Sequence[str] = (),
+               min_parity: float = DEFAULT_MIN_PARITY, model_name: str = "student", model_version: str = "1",
+               parity_inputs: Sequence[tuple[str, str]] | None = None, adapter: Path | None = None,
+               progress: Callable[..., None] | None = None) -> ExportOutcome:
+    """Build the bundle in ``work_dir/bundle``. Raises FailedPrecondition when the fp32 export itself
+    is below ``min_parity``; quantized variants below it are refused (left out, with the numbers)."""
+    progress = progress or (lambda **_: None)
+    if not 0.0 <= min_parity <= 1.0:
+        raise InvalidArgument(f"min_parity={min_parity} must be between 0 and 1")
+    check_checkpoint(checkpoint)
+    bundle = work_dir / "bundle"
+    bundle.mkdir(parents=True, exist_ok=True)
+    inputs = list(parity_inputs or [(text, "") for text in DEFAULT_INPUTS])
+    steps = 2 + 2 * len(quantizations)
+    progress(stage="exporting fp32", done=0, total=steps, unit="steps")
+    fp32 = bundle_mod.variant_dir(bundle, "none")
+    if not (fp32 / "model.onnx").exists():
+        export_onnx(checkpoint, fp32)
+    reference = TorchReference(checkpoint)
+    variants: list[VariantResult] = []
+    done = 1
+    for kind in ["none", *[q for q in quantizations if q != "none"]]:
+        path = bundle_mod.variant_dir(bundle, kind)
+        if kind != "none":
+            progress(stage=f"quantizing {kind}", done=done, total=steps)
+            if not (path / "model.onnx").exists():
+                partial = path.with_name(path.name + ".partial")
+                quantize(kind, fp32, partial)
+                partial.rename(path)
+            done += 1
+        progress(stage=f"parity {kind}", done=done, total=steps)
+        report = check_parity(reference, OnnxGenerator(path, spec), spec, inputs).to_dict()
+        done += 1
+        accepted = report["agreement"] >= min_parity
+        reason = "" if accepted else (f"{report['metric']} {report['agreement']:.3f} < min_parity {min_parity:.3f} "
+                                      f"on {report['samples']} inputs ({report['positions']} positions)")
+        variants.append(VariantResult(kind, path, report, accepted, reason, _dir_size(path)))
+        log.info("parity %s: %s %.3f (%s)", kind, report["metric"], report["agreement"],
+                 "accepted" if accepted else "refused")
+        if kind == "none" and not accepted:
+            raise FailedPrecondition(f"ONNX export refused: {reason}")
+        if not accepted:
+            shutil.rmtree(path, ignore_errors=True)
+    del reference
+    progress(stage="bundling", done=done, total=steps)
+    target = bundle / "checkpoint"
+    if not target.exists():
+        shutil.copytree(checkpoint, target, ignore=shutil.ignore_patterns("MANIFEST.json"))
+    if adapter is not None and not (bundle / "adapter").exists():
+        shutil.copytree(adapter, bundle / "adapter", ignore=shutil.ignore_patterns("MANIFEST.json"))
+    bundle_mod.write_task(bundle, spec)
+    bundle_mod.write_usage(bundle, model_name, inputs[0][0])
+    write_model_card(bundle / "MODEL_CARD.md", {
+        "name": model_name, "version": model_version, "task": spec.to_dict(), "base": str(checkpoint),
+        "min_parity": min_parity, "adapter": adapter is not None,
+        "variants": [{"quantization": v.quantization, "parity": v.parity, "accepted": v.accepted,
+                      "reason": v.reason, "size_bytes": v.size_bytes,
+                      "dir": bundle_mod.VARIANT_DIRS[v.quantization] if v.accepted else ""} for v in variants],
+    })
+    progress(stage="done", done=steps, total=steps)
+    return ExportOutcome(bundle, variants)
+
+
+def load_parity_inputs(path: Path) -> list[tuple[str, str]]:
+    rows = read_jsonl(path) if path.exists() else []
+    pairs = [(str(r.get("input", "")), str(r.get("context") or "")) for r in rows if r.get("input")]
+    if not pairs:
+        raise InvalidArgument(f"{path}: no rows with an 'input' for the parity check")
+    return pairs[:32]

@@ -1,0 +1,191 @@
+"""The training job: request dict → train → adapter + merged checkpoint + metrics in the store.
+
+Core code (no grpc): the service's JobRunner calls ``handle_training`` with its OperationContext,
+and ``run_job`` (Kubernetes Jobs, torchrun) calls ``run_training`` with a small context of its own.
+Both contexts offer: request, work_dir, store, output_key(name), progress(...), cancelled()."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from google.protobuf import json_format
+
+from distillery.v1 import common_pb2
+from services.common.artifacts import Artifact, ArtifactStore
+from services.common.convert import task_from_proto
+from services.common.errors import InvalidArgument
+from services.common.taskspec import TaskSpec
+from services.trainer.config import TrainingConfig, merge_settings
+from services.trainer.data import load_examples
+from services.trainer.devices import Runtime, setup_runtime, teardown_runtime
+from services.trainer.loop import Callbacks, StepInfo, train
+from services.trainer.merge import save_adapter, save_merged
+
+log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
+
+
+class JobContext(Protocol):
+    request: dict[str, Any]
+    work_dir: Path
+    store: ArtifactStore
+
+    def output_key(self, filename: str) -> str: ...
+
+    def progress(self, **kwargs: Any) -> None: ...
+
+    def cancelled(self) -> bool: ...
+
+
+# --------------------------------------------------------------------------------------------
+# request parsing (shared with the servicer, which validates before it queues a job)
+# --------------------------------------------------------------------------------------------
+def parse_task(request: dict[str, Any]) -> TaskSpec:
+    task = request.get("task")
+    if not task:
+        raise InvalidArgument("task is required")
+    return task_from_proto(json_format.ParseDict(task, common_pb2.TaskSpec(), ignore_unknown_fields=True))
+
+
+def parse_config(request: dict[str, Any], spec: TaskSpec) -> TrainingConfig:
+    return merge_settings(spec.section("training"), request.get("config"))
+
+
+def train_ref(request: dict[str, Any]) -> Artifact:
+    train = request.get("train") or {}
+    if not train.get("uri"):
+        raise InvalidArgument("train.uri is required (the accepted.jsonl artifact)")
+    return Artifact.from_dict(train)
+
+
+def student_ref(request: dict[str, Any], spec: TaskSpec) -> str:
+    return str((request.get("student") or {}).get("uri") or spec.student)
+
+
+def resolve_student(ref: str, store: ArtifactStore, model_cache: Path | None) -> Path:
+    """A store URI (a merged checkpoint of an earlier run) or a catalog name / local directory."""
+    if ref.startswith(("file://", "s3://", "gs://")) and store.exists(ref):
+        return store.local_path(ref)
+    from services.common.catalog import resolve_model
+
+    return Path(resolve_model(ref, model_cache or Path.home() / ".cache" / "distillery" / "models"))
+
+
+def local_train_file(ref: Artifact, store: ArtifactStore, allow_local_paths: bool) -> Path:
+    if allow_local_paths:
+        candidate = Path(ref.uri[len("file://"):] if ref.uri.startswith("file://") else ref.uri)
+        if candidate.is_file():
+            try:
+                store.key_of(ref.uri)
+            except Exception:  # outside the store: a CLI user's own file
+                return candidate
+    return store.local_path(ref)
+
+
+# --------------------------------------------------------------------------------------------
+# progress
+# --------------------------------------------------------------------------------------------
+class ProgressCallbacks(Callbacks):
+    """Maps loop events onto ctx.progress (stage, step counters) and cancellation."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        self.ctx = ctx
+        self.eval_loss: float | None = None
+
+    def on_step(self, info: StepInfo) -> None:
+        counters = {"loss": info.loss, "learning_rate": info.learning_rate,
+                    "tokens_per_second": info.tokens_per_second, "eta_seconds": info.eta_seconds,
+                    "epoch": info.epoch}
+        if self.eval_loss is not None:
+            counters["eval_loss"] = self.eval_loss
+        stage = f"epoch {info.epoch}/{info.epochs}" if info.epochs else f"epoch {info.epoch}"
+        self.ctx.progress(done=info.step, total=info.total_steps, stage=stage, unit="steps", counters=counters)
+
+    def on_eval(self, epoch: int, step: int, eval_loss: float) -> None:
+        self.eval_loss = eval_loss
+        self.ctx.progress(counters={"eval_loss": eval_loss}, message=f"epoch {epoch + 1}: eval loss {eval_loss:.4f}",
+                          force=True)
+
+    def on_checkpoint(self, path: Path, step: int) -> None:
+        self.ctx.progress(counters={"checkpoint_step": step}, force=True)
+
+    def should_stop(self) -> bool:
+        return self.ctx.cancelled()
+
+
+# --------------------------------------------------------------------------------------------
+# the job
+# --------------------------------------------------------------------------------------------
+def run_training(ctx: JobContext, model_cache: Path | None, device: str = "auto",
+                 allow_local_paths: bool = False,
+                 runtime_factory: Callable[[str, str], Runtime] = setup_runtime) -> dict[str, Any]:
+    """Train, write adapter/merged/metrics into the store and return the TrainingResult dict.
+    A finished result is remembered in the work dir, so a restart after the upload is a no-op."""
+    done_file = ctx.work_dir / RESULT_FILE
+    if done_file.is_file():
+        return json.loads(done_file.read_text())
+    request = ctx.request
+    spec = parse_task(request)
+    config = parse_config(request, spec)
+    if config.device == "auto" and device != "auto":
+        config.device = device
+    base_ref = student_ref(request, spec)
+    ctx.progress(stage="loading", message=f"resolving student {base_ref}", force=True)
+    model_dir = resolve_student(base_ref, ctx.store, model_cache)
+    examples = load_examples(local_train_file(train_ref(request), ctx.store, allow_local_paths))
+
+    runtime = runtime_factory(config.device, config.dtype)
+    try:
+        outcome = train(model_dir, spec, examples, config, ctx.work_dir, runtime,
+                        ProgressCallbacks(ctx) if runtime.is_main else Callbacks())
+        if not runtime.is_main:
+            return {}
+        ctx.progress(stage="saving", message="writing adapter and merged checkpoint", force=True)
+        out = ctx.work_dir / "output"
+        started = time.time()
+        adapter_art = None
+        if not config.full_finetune:
+            adapter_dir = save_adapter(outcome.model, outcome.tokenizer, out / "adapter", base_ref)
+            adapter_art = ctx.store.put_dir(ctx.output_key("adapter"), adapter_dir)
+        merged_dir = save_merged(outcome.model, outcome.tokenizer, out / "merged", model_dir, config.merged_dtype,
+                                 runtime.dtype)
+        merged_art = ctx.store.put_dir(ctx.output_key("merged"), merged_dir)
+        metrics = dict(outcome.metrics)
+        metrics["base_model"] = base_ref
+        metrics["save_seconds"] = time.time() - started
+        metrics_art = ctx.store.put_json(ctx.output_key("metrics.json"), metrics)
+    finally:
+        teardown_runtime(runtime)
+
+    result: dict[str, Any] = {
+        "merged": {"uri": merged_art.uri, "format": "MODEL_FORMAT_HF", "base": base_ref},
+        "merged_artifact": merged_art.to_dict(),
+        "metrics": metrics_art.to_dict(),
+        "steps": outcome.steps,
+        "final_train_loss": outcome.final_train_loss,
+        "final_eval_loss": outcome.final_eval_loss if outcome.final_eval_loss is not None else 0.0,
+        "seconds": outcome.seconds,
+        "device": runtime.describe(),
+    }
+    if adapter_art is not None:
+        result["adapter"] = {"uri": adapter_art.uri, "format": "MODEL_FORMAT_PEFT_ADAPTER", "base": base_ref}
+        result["adapter_artifact"] = adapter_art.to_dict()
+    tmp = done_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(done_file)
+    ctx.progress(stage="done", done=outcome.steps, total=outcome.steps, force=True)
+    return result
+
+
+def make_handler(model_cache: Path | None, device: str = "auto") -> Callable[[Any], dict[str, Any]]:
+    """The JobRunner handler of "train" operations."""
+
+    def handle_training(ctx: Any) -> dict[str, Any]:
+        return run_training(ctx, model_cache, device)
+
+    return handle_training

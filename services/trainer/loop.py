@@ -1,0 +1,451 @@
+"""The training loop: a compact SFT loop (TRL-style) with answer-only loss, gradient
+accumulation, warmup + schedule, an eval split scored each epoch, early stopping, atomic
+checkpoints and exact resume.
+
+Exact resume: the batch plan is a pure function of (seed, epoch), the checkpoint holds the
+trainable weights, the optimizer, the scheduler, the torch RNG states and the position in the
+plan, so a run killed with ``kill -9`` and restarted ends where an uninterrupted run ends.
+
+Loss normalisation: the loss of one optimizer step is (sum of token losses over all its
+micro-batches, on all ranks) ÷ (answer tokens in them), the same whatever grad_accum or world size,
+so examples with long answers weigh per token, not per batch."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from services.common.errors import Cancelled, FailedPrecondition, InvalidArgument, UnsafeModelError
+from services.common.taskspec import Example, TaskSpec
+from services.trainer.checkpoint import latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
+from services.trainer.config import ALL_LINEAR, TrainingConfig
+from services.trainer.data import (IGNORE, Batch, Encoded, collate, count_answer_tokens, encode_all, padded_tokens,
+                                   plan_epoch, split_eval)
+from services.trainer.devices import Runtime
+
+log = logging.getLogger(__name__)
+
+# Architectures whose logits are exactly lm_head(last hidden state) (up to Gemma's soft-capping,
+# applied below): for these the loss computes logits only at answer positions, which skips most of
+# the vocabulary projection on classification-style data. Others take the plain forward.
+_FAST_HEAD_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "smollm3", "phi3"})
+
+
+@dataclass
+class StepInfo:
+    step: int
+    total_steps: int
+    epoch: int
+    epochs: int
+    loss: float
+    learning_rate: float
+    tokens_per_second: float
+    eta_seconds: float
+
+
+class Callbacks:
+    """Hooks of the loop; the default does nothing. Only rank 0 calls them."""
+
+    def on_step(self, info: StepInfo) -> None:
+        pass
+
+    def on_eval(self, epoch: int, step: int, eval_loss: float) -> None:
+        pass
+
+    def on_checkpoint(self, path: Path, step: int) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+@dataclass
+class TrainOutcome:
+    model: nn.Module
+    tokenizer: Any
+    runtime: Runtime
+    steps: int
+    final_train_loss: float
+    final_eval_loss: float | None
+    seconds: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------------
+def check_safetensors(model_dir: Path) -> None:
+    """Weights load from safetensors only: a directory with pickle weights and no safetensors is
+    refused before transformers is asked to open it."""
+    if not model_dir.is_dir():
+        raise FailedPrecondition(f"student model directory {model_dir} does not exist")
+    if not any(model_dir.glob("*.safetensors")):
+        pickles = sorted(p.name for p in model_dir.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
+        if pickles:
+            raise UnsafeModelError(f"{model_dir} holds pickle weights ({', '.join(pickles)}) and no .safetensors; "
+                                   "convert it to safetensors first (pickle files are never loaded)")
+        raise FailedPrecondition(f"{model_dir} holds no .safetensors weights")
+
+
+def load_tokenizer(model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
+    if tokenizer.chat_template is None:
+        raise FailedPrecondition(f"{model_dir}: the tokenizer has no chat template; the student prompt format needs one")
+    if tokenizer.eos_token is None:
+        raise FailedPrecondition(f"{model_dir}: the tokenizer has no eos token; answers could never end")
+    return tokenizer
+
+
+def resolve_target_modules(model: nn.Module, wanted: str | Sequence[str]) -> list[str]:
+    """"all-linear" → the usual projection names present in this model (falling back to every
+    linear layer but the output head, for architectures with other names)."""
+    present = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    if isinstance(wanted, str) and wanted != "all-linear":
+        wanted = [wanted]
+    if isinstance(wanted, str):
+        found = [name for name in ALL_LINEAR if name in present]
+        if found:
+            return found
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        head_names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if m is head}
+        found = sorted(present - head_names)
+        if not found:
+            raise FailedPrecondition("no linear layers found to attach LoRA to")
+        return found
+    missing = [name for name in wanted if name not in present]
+    if missing:
+        raise InvalidArgument(f"training config: target_modules {missing} are not in this model; "
+                              f"its linear layers are: {', '.join(sorted(present))}")
+    return list(wanted)
+
+
+def load_student(model_dir: Path, config: TrainingConfig, runtime: Runtime) -> tuple[nn.Module, Any]:
+    from transformers import AutoModelForCausalLM
+
+    check_safetensors(model_dir)
+    tokenizer = load_tokenizer(model_dir)
+    # LoRA keeps the frozen base in the compute dtype (bf16 on GPUs: half the memory) and peft
+    # keeps the adapter in fp32; full fine-tuning keeps fp32 master weights and autocasts.
+    load_dtype = torch.float32 if config.full_finetune else runtime.dtype
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=load_dtype, use_safetensors=True,
+                                                 trust_remote_code=False, low_cpu_mem_usage=True)
+    model.config.use_cache = False
+    model.to(runtime.device)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if not config.full_finetune:
+            model.enable_input_require_grads()
+    torch.manual_seed(config.seed)  # the LoRA init is part of what a resume must reproduce
+    if not config.full_finetune:
+        from peft import LoraConfig, get_peft_model
+
+        targets = resolve_target_modules(model, config.target_modules)
+        lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                          target_modules=targets, bias="none", task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+    return model, tokenizer
+
+
+def causal_lm(model: nn.Module) -> nn.Module:
+    """The transformers CausalLM inside a PeftModel (or the model itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+class AnswerLoss(nn.Module):
+    """Summed cross-entropy over answer tokens. Wrapping the model in one module keeps DDP's
+    gradient hooks on the path even when the fast head path calls the decoder directly."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        lm = causal_lm(model)
+        self._fast = (getattr(lm.config, "model_type", "") in _FAST_HEAD_TYPES
+                      and callable(getattr(lm, "get_decoder", None)) and lm.get_output_embeddings() is not None)
+        self._softcap = getattr(lm.config, "final_logit_softcapping", None)
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        targets = labels[:, 1:]
+        mask = targets != IGNORE
+        if self._fast:
+            lm = causal_lm(self.model)
+            hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                      use_cache=False).last_hidden_state
+            logits = lm.get_output_embeddings()(hidden[:, :-1][mask])
+            if self._softcap:
+                logits = torch.tanh(logits / self._softcap) * self._softcap
+        else:
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             use_cache=False)
+            logits = out.logits[:, :-1][mask]
+        return F.cross_entropy(logits.float(), targets[mask], reduction="sum")
+
+
+# --------------------------------------------------------------------------------------------
+# the loop
+# --------------------------------------------------------------------------------------------
+def _fingerprint(config: TrainingConfig, model_dir: Path, encoded: Sequence[Encoded], world_size: int) -> str:
+    """What a checkpoint must match to be resumed: the run's config (minus runtime-only knobs),
+    the base model, the data, and the world size (it decides how batches are split)."""
+    cfg = config.to_dict()
+    for runtime_only in ("threads", "device", "checkpoint_every_steps", "keep_checkpoints", "merged_dtype"):
+        cfg.pop(runtime_only, None)
+    digest = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode())
+    config_json = model_dir / "config.json"
+    digest.update(config_json.read_bytes() if config_json.is_file() else str(model_dir).encode())
+    for item in encoded:
+        digest.update(json.dumps([item.input_ids, item.labels]).encode())
+    digest.update(str(world_size).encode())
+    return digest.hexdigest()
+
+
+def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig, total_steps: int) -> Any:
+    from transformers import get_scheduler
+
+    warmup = int(math.ceil(config.warmup_ratio * total_steps))
+    name = "constant_with_warmup" if config.schedule == "constant" else config.schedule
+    return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+
+def _move(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items() if k != "tokens"}
+
+
+def evaluate(loss_module: nn.Module, eval_set: Sequence[Encoded], config: TrainingConfig, pad_id: int,
+             runtime: Runtime) -> float | None:
+    """Mean per-token answer loss on the eval split (every rank scores it all: it is small)."""
+    if not eval_set:
+        return None
+    loss_module.eval()
+    total = 0.0
+    tokens = 0
+    lengths = [len(e) for e in eval_set]
+    order = sorted(range(len(eval_set)), key=lambda i: -lengths[i])
+    with torch.no_grad():
+        for start in range(0, len(order), config.batch_size):
+            batch: Batch = [[i] for i in order[start:start + config.batch_size]]
+            tensors = collate(batch, eval_set, pad_id, packed=False)
+            with torch.autocast(runtime.device.type, dtype=runtime.dtype, enabled=runtime.autocast):
+                total += float(loss_module(**_move(tensors, runtime.device)))
+            tokens += count_answer_tokens(batch, eval_set)
+    loss_module.train()
+    return total / max(tokens, 1)
+
+
+def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: TrainingConfig, work_dir: Path,
+          runtime: Runtime, callbacks: Callbacks | None = None) -> TrainOutcome:
+    """Fine-tune the student at ``model_dir`` on ``examples``; resume from ``work_dir`` if a
+    checkpoint of the same run is there."""
+    callbacks = callbacks or Callbacks()
+    started = time.time()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    model, tokenizer = load_student(model_dir, config, runtime)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    encoded, stats = encode_all(tokenizer, spec, examples, config.max_seq_len)
+    if len(encoded) < 2:
+        raise InvalidArgument(f"only {len(encoded)} example(s) fit max_seq_len={config.max_seq_len} "
+                              f"({stats.skipped_too_long} skipped as too long); need at least 2")
+    train_idx, eval_idx = split_eval(len(encoded), config.eval_fraction, config.seed)
+    train_set = [encoded[i] for i in train_idx]
+    eval_set = [encoded[i] for i in eval_idx]
+    lengths = [len(e) for e in train_set]
+    packed = config.batching == "packed"
+    world = runtime.world_size
+    per_step = config.grad_accum * world  # micro-batches consumed by one optimizer step
+
+    def plan(epoch: int) -> list[Batch]:
+        return plan_epoch(lengths, config.batch_size, config.seed, epoch, config.batching, config.max_seq_len)
+
+    steps_per_epoch = [math.ceil(len(plan(e)) / per_step) for e in range(config.epochs)]
+    total_steps = config.max_steps if config.max_steps > 0 else sum(steps_per_epoch)
+    real, padded = padded_tokens(plan(0), train_set)
+
+    loss_module: nn.Module = AnswerLoss(model)
+    trainable = _trainable(model)
+    if not trainable:
+        raise FailedPrecondition("the model has no trainable parameters")
+    optimizer = torch.optim.AdamW(list(trainable.values()), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = _make_scheduler(optimizer, config, total_steps)
+
+    fingerprint = _fingerprint(config, model_dir, encoded, world)
+    state: dict[str, Any] = {"fingerprint": fingerprint, "step": 0, "epoch": 0, "group": 0, "tokens": 0,
+                             "elapsed": 0.0, "best_eval": None, "bad_epochs": 0, "stopped_early": False,
+                             "history": [], "eval": [], "resumed_from": []}
+    ckpt_root = work_dir / "checkpoints"
+    found = latest_checkpoint(ckpt_root)
+    if found is not None:
+        loaded = load_checkpoint(found)
+        if loaded.state.get("fingerprint") != fingerprint:
+            raise FailedPrecondition(
+                f"{ckpt_root} holds checkpoints of a different run (other config, data, base model or world "
+                "size); use a fresh work directory or delete it to start over")
+        with torch.no_grad():
+            for name, param in trainable.items():
+                if name not in loaded.trainable:
+                    raise FailedPrecondition(f"checkpoint {found.path} lacks parameter {name}")
+                param.copy_(loaded.trainable[name].to(param.device, param.dtype))
+        optimizer.load_state_dict(loaded.optimizer)
+        scheduler.load_state_dict(loaded.state.pop("scheduler"))
+        restore_rng(loaded.rng)
+        state.update(loaded.state)
+        state["resumed_from"] = list(state.get("resumed_from", [])) + [found.step]
+        log.info("resuming from checkpoint %s (step %d)", found.path, found.step)
+
+    if runtime.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+        loss_module = DistributedDataParallel(loss_module, device_ids=device_ids)
+    loss_module.train()
+
+    def checkpoint() -> None:
+        if config.checkpoint_every_steps <= 0:
+            return
+        if runtime.is_main:
+            payload = dict(state)
+            payload["scheduler"] = scheduler.state_dict()
+            path = save_checkpoint(ckpt_root, state["step"], trainable, optimizer, payload, config.keep_checkpoints)
+            callbacks.on_checkpoint(path, state["step"])
+        runtime.barrier()
+
+    def stop_requested() -> bool:
+        flag = callbacks.should_stop() if runtime.is_main else False
+        if runtime.distributed:
+            tensor = torch.tensor([1.0 if flag else 0.0], device=runtime.device)
+            dist.all_reduce(tensor)
+            flag = bool(tensor.item())
+        return flag
+
+    step_times: deque[float] = deque(maxlen=20)
+    run_started = time.time()
+    elapsed_before = float(state["elapsed"])
+
+    def one_step(group: list[Batch]) -> tuple[float, int]:
+        answer_tokens = sum(count_answer_tokens(b, train_set) for b in group)
+        per_rank = math.ceil(len(group) / world)
+        loss_sum = 0.0
+        tokens = 0
+        for k in range(per_rank):
+            index = runtime.rank + k * world
+            # a rank without a batch of its own in a short last group still joins the all-reduce
+            batch, weight = (group[index], 1.0) if index < len(group) else (group[0], 0.0)
+            tensors = collate(batch, train_set, pad_id, packed)
+            sync = (not runtime.distributed or k == per_rank - 1)
+            context = contextlib.nullcontext() if sync else loss_module.no_sync()
+            with context:
+                with torch.autocast(runtime.device.type, dtype=runtime.dtype, enabled=runtime.autocast):
+                    summed = loss_module(**_move(tensors, runtime.device))
+                # DDP averages gradients over ranks; × world turns that back into a sum
+                (summed * (weight * world / max(answer_tokens, 1))).backward()
+            loss_sum += float(summed.detach()) * weight
+            tokens += int(tensors["tokens"]) if weight else 0
+        if config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(list(trainable.values()), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if runtime.distributed:
+            totals = torch.tensor([loss_sum, float(tokens)], device=runtime.device, dtype=torch.float64)
+            dist.all_reduce(totals)
+            loss_sum, tokens = float(totals[0]), int(totals[1])
+        return loss_sum / max(answer_tokens, 1), tokens
+
+    def run_eval() -> float | None:
+        module = loss_module.module if runtime.distributed else loss_module
+        value = evaluate(module, eval_set, config, pad_id, runtime)
+        if value is not None:
+            state["eval"].append({"epoch": state["epoch"], "step": state["step"], "eval_loss": value})
+            if runtime.is_main:
+                callbacks.on_eval(state["epoch"], state["step"], value)
+        return value
+
+    finished = state["step"] >= total_steps or state["stopped_early"]
+    while not finished:
+        epoch = int(state["epoch"])
+        batches = plan(epoch)
+        groups = [batches[i:i + per_step] for i in range(0, len(batches), per_step)]
+        while state["group"] < len(groups) and state["step"] < total_steps:
+            t0 = time.time()
+            loss, tokens = one_step(groups[state["group"]])
+            state["group"] += 1
+            state["step"] += 1
+            state["tokens"] += tokens
+            dt = time.time() - t0
+            step_times.append(dt)
+            lr = float(scheduler.get_last_lr()[0])
+            state["history"].append({"step": state["step"], "epoch": epoch, "loss": round(loss, 6), "lr": lr,
+                                     "tokens": tokens})
+            state["elapsed"] = elapsed_before + (time.time() - run_started)
+            if runtime.is_main:
+                mean_dt = sum(step_times) / len(step_times)
+                callbacks.on_step(StepInfo(state["step"], total_steps, epoch + 1,
+                                           config.epochs if not config.max_steps else 0, loss, lr,
+                                           tokens / dt if dt > 0 else 0.0, mean_dt * (total_steps - state["step"])))
+            if config.checkpoint_every_steps and state["step"] % config.checkpoint_every_steps == 0:
+                checkpoint()
+            if stop_requested():
+                checkpoint()
+                raise Cancelled(f"training stopped at step {state['step']}/{total_steps}; "
+                                "it resumes from the last checkpoint when restarted")
+        epoch_done = state["group"] >= len(groups)
+        if epoch_done:
+            value = run_eval()
+            state["epoch"] = epoch + 1
+            state["group"] = 0
+            if value is not None and config.early_stopping_patience > 0:
+                best = state["best_eval"]
+                if best is None or value < best - config.early_stopping_min_delta:
+                    state["best_eval"], state["bad_epochs"] = value, 0
+                else:
+                    state["bad_epochs"] += 1
+                    if state["bad_epochs"] >= config.early_stopping_patience:
+                        state["stopped_early"] = True
+                        log.info("early stopping after epoch %d: eval loss did not improve for %d epoch(s)",
+                                 epoch + 1, state["bad_epochs"])
+        finished = (state["step"] >= total_steps or state["stopped_early"]
+                    or (not config.max_steps and state["epoch"] >= config.epochs))
+        if finished and not epoch_done:
+            run_eval()  # max_steps ended mid-epoch: score what we have
+        if epoch_done or finished:
+            checkpoint()
+
+    final_eval = state["eval"][-1]["eval_loss"] if state["eval"] else None
+    window = state["history"][-max(1, min(10, len(state["history"]))):]
+    final_train = sum(h["loss"] for h in window) / max(len(window), 1)
+    seconds = float(state["elapsed"])
+    metrics = {
+        "steps": state["step"], "total_steps": total_steps, "epochs_completed": state["epoch"],
+        "stopped_early": state["stopped_early"], "resumed_from_steps": state["resumed_from"],
+        "history": state["history"], "eval": state["eval"],
+        "final_train_loss": final_train, "final_eval_loss": final_eval,
+        "train_examples": len(train_set), "eval_examples": len(eval_set),
+        "skipped_too_long": stats.skipped_too_long, "truncated": stats.truncated,
+        "tokens_trained": state["tokens"], "tokens_per_second": state["tokens"] / seconds if seconds > 0 else 0.0,
+        "padding_efficiency": real / padded if padded else 1.0,
+        "trainable_parameters": sum(p.numel() for p in trainable.values()),
+        "device": runtime.describe(), "config": config.to_dict(),
+        "wall_seconds_this_run": time.time() - started,
+    }
+    return TrainOutcome(model, tokenizer, runtime, state["step"], final_train, final_eval, seconds, metrics)

@@ -1,0 +1,42 @@
+"""gRPC edge of the trainer: StartTraining validates the request (so a bad config fails at once
+with INVALID_ARGUMENT instead of inside a queued job) and queues a "train" operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.longrunning import operations_pb2
+
+from distillery.v1 import trainer_pb2, trainer_pb2_grpc
+from services.common.convert import message_to_dict
+from services.common.operations_servicer import record_to_operation
+from services.common.runtime import ServiceContext
+from services.common.server import ServiceRegistration
+from services.trainer.handler import make_handler, parse_config, parse_task, train_ref
+
+KIND = "train"
+RESULT_TYPES = {KIND: trainer_pb2.TrainingResult}
+
+
+class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def StartTraining(self, request: trainer_pb2.StartTrainingRequest,
+                      context: grpc.ServicerContext) -> operations_pb2.Operation:
+        data: dict[str, Any] = message_to_dict(request)
+        spec = parse_task(data)
+        parse_config(data, spec)
+        train_ref(data)
+        record = self.ctx.runner.submit(KIND, data, request.request_id or None)
+        return record_to_operation(record, RESULT_TYPES)
+
+
+def build(ctx: ServiceContext) -> list[ServiceRegistration]:
+    ctx.runner.register(KIND, make_handler(ctx.config.model_cache, ctx.config.device))
+    servicer = TrainerServicer(ctx)
+    return [ServiceRegistration(
+        "distillery.v1.TrainerService",
+        lambda server: trainer_pb2_grpc.add_TrainerServiceServicer_to_server(servicer, server),
+    )]

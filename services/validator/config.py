@@ -1,0 +1,226 @@
+"""Validator settings: one dataclass per filter, with the defaults a user gets when task.yaml says
+nothing. Settings come from task.yaml's ``validation:`` section, overridden key by key by the
+request's ``config``; an unknown section or key is an InvalidArgument that names it (a typo must
+not silently fall back to a default)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.common.errors import InvalidArgument
+
+
+@dataclass
+class FormatConfig:
+    """Outputs that do not fit the task (label, JSON Schema, tool schema) → ``format``."""
+
+    enabled: bool = True
+
+
+@dataclass
+class LengthConfig:
+    """Token bounds measured with the student's tokenizer → ``too_long`` (never truncated)."""
+
+    enabled: bool = True
+    # A catalog name or a local checkpoint/tokenizer folder; empty: the task's student.
+    tokenizer: str = ""
+    max_input_tokens: int = 1024
+    max_output_tokens: int = 512
+    # The student's training context: prompt (system + input [+ context]) + answer must fit.
+    max_total_tokens: int = 2048
+
+
+@dataclass
+class DuplicateConfig:
+    """Exact duplicates of the input after normalisation (case, whitespace, punctuation) → ``duplicate``."""
+
+    enabled: bool = True
+    against_seeds: bool = True
+
+
+@dataclass
+class NearDuplicateConfig:
+    """MinHash LSH over character shingles of the normalised input → ``near_duplicate``."""
+
+    enabled: bool = True
+    # Estimated Jaccard similarity at or above which two inputs are near duplicates.
+    threshold: float = 0.8
+    num_perm: int = 64
+    shingle_size: int = 5
+    against_seeds: bool = True
+
+
+@dataclass
+class TestLeakConfig:
+    """Inputs that overlap a held-out test input → ``test_leak``."""
+
+    enabled: bool = True
+    # Word n-grams of the normalised inputs.
+    ngram: int = 3
+    # Share of the shorter input's n-grams found in the other one, at or above which it leaks.
+    threshold: float = 0.5
+
+
+@dataclass
+class OffTopicConfig:
+    """TF-IDF cosine similarity of the input to the task description, topics and seeds → ``off_topic``."""
+
+    enabled: bool = True
+    threshold: float = 0.05
+    # "word" or "char_wb" (scikit-learn analyzers).
+    analyzer: str = "word"
+    ngram_min: int = 1
+    ngram_max: int = 2
+
+
+@dataclass
+class LabelBalanceConfig:
+    """No label above ``max_share`` of the accepted rows → ``label_imbalance`` (classification)."""
+
+    enabled: bool = True
+    # 0 means automatic: twice the fair share, min(1, 2 / number of labels).
+    max_share: float = 0.0
+
+
+@dataclass
+class LabelConfidenceConfig:
+    """The teacher's probability for the label it chose below ``min_probability`` → ``low_confidence``."""
+
+    enabled: bool = True
+    min_probability: float = 0.5
+    # When true, a row that carries no probability is rejected too; otherwise it passes.
+    require: bool = False
+
+
+@dataclass
+class AgreementConfig:
+    """Disagreement with a quick seed-only student → ``disagreement``. Two sources, either or both:
+    a predictions JSONL ({"id" or "input", "output"} per line), or an embedded TF-IDF + logistic
+    regression classifier fitted on the seeds (classification only)."""
+
+    enabled: bool = False
+    predictions: str = ""
+    seed_classifier: bool = False
+    # The seed classifier only vetoes when it is at least this sure of its own label.
+    min_classifier_probability: float = 0.6
+
+
+@dataclass
+class JudgeConfig:
+    """The teacher grades each example (generator's Complete RPC) → ``judge_rejected``."""
+
+    enabled: bool = False
+    # Empty: the task's judge_instructions.
+    instructions: str = ""
+    # Probability of "yes" below which the example is rejected.
+    threshold: float = 0.5
+    batch_size: int = 16
+    timeout_seconds: float = 300.0
+
+
+@dataclass
+class ValidatorConfig:
+    # Rows processed together (bounded memory: only one batch is held at a time).
+    batch_size: int = 1024
+    format: FormatConfig = field(default_factory=FormatConfig)
+    length: LengthConfig = field(default_factory=LengthConfig)
+    duplicate: DuplicateConfig = field(default_factory=DuplicateConfig)
+    near_duplicate: NearDuplicateConfig = field(default_factory=NearDuplicateConfig)
+    test_leak: TestLeakConfig = field(default_factory=TestLeakConfig)
+    off_topic: OffTopicConfig = field(default_factory=OffTopicConfig)
+    label_balance: LabelBalanceConfig = field(default_factory=LabelBalanceConfig)
+    label_confidence: LabelConfidenceConfig = field(default_factory=LabelConfidenceConfig)
+    agreement: AgreementConfig = field(default_factory=AgreementConfig)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    # protobuf Struct carries every number as a float: 64 arrives as 64.0.
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise InvalidArgument(f"{where}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
+            raise InvalidArgument(f"{where}: expected an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidArgument(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise InvalidArgument(f"{where}: expected a string, got {value!r}")
+        return value
+    raise InvalidArgument(f"{where}: unsupported setting type")  # pragma: no cover - config bug
+
+
+def _apply(target: Any, values: dict[str, Any], where: str) -> None:
+    hints = typing.get_type_hints(type(target))
+    known = [f.name for f in dataclasses.fields(target)]
+    for key, value in values.items():
+        path = f"{where}.{key}"
+        if key not in known:
+            raise InvalidArgument(f"unknown validation setting {path}; known keys of {where}: {', '.join(known)}")
+        current = getattr(target, key)
+        if dataclasses.is_dataclass(current):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise InvalidArgument(f"{path}: expected a mapping of settings, got {value!r}")
+            _apply(current, value, path)
+        else:
+            setattr(target, key, _coerce(value, hints[key], path))
+
+
+def build_config(task_section: dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> ValidatorConfig:
+    """Defaults ← task.yaml ``validation:`` ← request ``config``; checked as it is built."""
+    config = ValidatorConfig()
+    for source in (task_section or {}, overrides or {}):
+        if not isinstance(source, dict):
+            raise InvalidArgument(f"validation settings must be a mapping, got {source!r}")
+        _apply(config, source, "validation")
+    _check_ranges(config)
+    return config
+
+
+def _check_ranges(config: ValidatorConfig) -> None:
+    def unit(value: float, where: str) -> None:
+        if not 0.0 <= value <= 1.0:
+            raise InvalidArgument(f"{where} must be between 0 and 1, got {value}")
+
+    def positive(value: int, where: str) -> None:
+        if value < 1:
+            raise InvalidArgument(f"{where} must be at least 1, got {value}")
+
+    positive(config.batch_size, "validation.batch_size")
+    for name in ("max_input_tokens", "max_output_tokens", "max_total_tokens"):
+        positive(getattr(config.length, name), f"validation.length.{name}")
+    unit(config.near_duplicate.threshold, "validation.near_duplicate.threshold")
+    positive(config.near_duplicate.num_perm, "validation.near_duplicate.num_perm")
+    if not 1 <= config.near_duplicate.shingle_size <= 8:
+        raise InvalidArgument("validation.near_duplicate.shingle_size must be between 1 and 8 (bytes), "
+                              f"got {config.near_duplicate.shingle_size}")
+    positive(config.test_leak.ngram, "validation.test_leak.ngram")
+    unit(config.test_leak.threshold, "validation.test_leak.threshold")
+    unit(config.off_topic.threshold, "validation.off_topic.threshold")
+    if config.off_topic.analyzer not in ("word", "char_wb", "char"):
+        raise InvalidArgument(f"validation.off_topic.analyzer must be word, char_wb or char, "
+                              f"got {config.off_topic.analyzer!r}")
+    positive(config.off_topic.ngram_min, "validation.off_topic.ngram_min")
+    if config.off_topic.ngram_max < config.off_topic.ngram_min:
+        raise InvalidArgument("validation.off_topic.ngram_max must be >= ngram_min")
+    unit(config.label_balance.max_share, "validation.label_balance.max_share")
+    unit(config.label_confidence.min_probability, "validation.label_confidence.min_probability")
+    unit(config.agreement.min_classifier_probability, "validation.agreement.min_classifier_probability")
+    if config.agreement.enabled and not (config.agreement.predictions or config.agreement.seed_classifier):
+        raise InvalidArgument("validation.agreement is enabled but has neither predictions (a JSONL of the "
+                              "seed-only student's answers) nor seed_classifier: true")
+    unit(config.judge.threshold, "validation.judge.threshold")
+    positive(config.judge.batch_size, "validation.judge.batch_size")

@@ -1,0 +1,95 @@
+"""Length: token bounds measured with the student's own tokenizer. A row that does not fit the
+student's context is dropped, never truncated (a truncated JSON answer teaches broken JSON).
+
+Only the tokenizer is loaded (catalog.resolve_model → AutoTokenizer). If no tokenizer can be
+loaded, lengths fall back to whitespace-separated words and the report says so."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from services.common.taskspec import TaskSpec
+from services.validator.config import LengthConfig
+from services.validator.row import Row
+
+log = logging.getLogger(__name__)
+
+
+class TokenCounter:
+    """Counts tokens of many texts at once; ``tokenizer`` is None for the whitespace fallback."""
+
+    def __init__(self, tokenizer: Any | None, name: str, note: str = "") -> None:
+        self.tokenizer = tokenizer
+        self.name = name
+        self.note = note
+
+    def count(self, texts: list[str]) -> list[int]:
+        if not texts:
+            return []
+        if self.tokenizer is None:
+            return [len(text.split()) for text in texts]
+        encoded = self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+        return [len(ids) for ids in encoded]
+
+
+def load_token_counter(ref: str, model_cache: Path | None) -> TokenCounter:
+    """The student's tokenizer, or the whitespace fallback with a note saying why."""
+    try:
+        from transformers import AutoTokenizer
+
+        path = Path(ref)
+        if not path.is_dir():
+            from services.common.catalog import resolve_model  # materializes the student once, cached
+
+            path = resolve_model(ref, Path(model_cache) if model_cache else Path.home() / ".cache" / "distillery")
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        return TokenCounter(tokenizer, ref)
+    except Exception as exc:  # no catalog, no package, no files: measure something rather than nothing
+        note = (f"length: no tokenizer for {ref!r} ({type(exc).__name__}: {exc}); token counts are "
+                "whitespace-separated words instead, so the bounds are approximate")
+        log.warning(note)
+        return TokenCounter(None, "whitespace", note)
+
+
+def prompt_overhead(counter: TokenCounter, spec: TaskSpec) -> int:
+    """Tokens of the student prompt around the input (system prompt, chat markup): the same for every
+    row, so it is measured once instead of rendering the template per row."""
+    from services.common.student_format import render_prompt, system_prompt
+
+    tokenizer = counter.tokenizer
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        try:
+            return counter.count([render_prompt(tokenizer, spec, "", "")])[0]
+        except Exception:  # a template that refuses an empty turn: count the system prompt alone
+            pass
+    return counter.count([system_prompt(spec)])[0]
+
+
+class LengthFilter:
+    reason = "too_long"
+
+    def __init__(self, spec: TaskSpec, config: LengthConfig, counter: TokenCounter) -> None:
+        self.config = config
+        self.counter = counter
+        self.overhead = prompt_overhead(counter, spec)
+        self.unit = "tokens" if counter.tokenizer is not None else "words"
+
+    def apply(self, rows: list[Row]) -> None:
+        inputs = self.counter.count([row.input if not row.context else f"{row.context}\n\n{row.input}" for row in rows])
+        outputs = self.counter.count([row.output for row in rows])
+        cfg = self.config
+        for row, n_in, n_out in zip(rows, inputs, outputs):
+            total = self.overhead + n_in + n_out
+            if n_in > cfg.max_input_tokens:
+                row.reject(self.reason, f"input has {n_in} {self.unit} > max_input_tokens {cfg.max_input_tokens}")
+            elif n_out > cfg.max_output_tokens:
+                row.reject(self.reason, f"output has {n_out} {self.unit} > max_output_tokens {cfg.max_output_tokens}")
+            elif total > cfg.max_total_tokens:
+                row.reject(self.reason, f"prompt + answer is {total} {self.unit} (prompt overhead {self.overhead}) "
+                           f"> max_total_tokens {cfg.max_total_tokens}")
+
+    def notes(self) -> list[str]:
+        return [self.counter.note] if self.counter.note else []
+

@@ -1,0 +1,42 @@
+"""One row of the file being validated, as the filters see it, and the reason codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Every reason a row can be rejected for, in the order docs/validator.md explains them.
+REASON_CODES: tuple[str, ...] = (
+    "malformed", "format", "too_long", "duplicate", "near_duplicate", "test_leak", "off_topic",
+    "label_imbalance", "low_confidence", "disagreement", "judge_rejected",
+)
+
+
+@dataclass(slots=True)
+class Row:
+    line: int
+    id: str
+    input: str
+    # The output as read (a string, or a JSON value for structured tasks) and as accepted
+    # (canonical text, set by the format filter).
+    raw_output: Any
+    output: str
+    context: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    # normalize_text(context + " " + input): the identity used by dedup, leakage and topic checks.
+    key: str = ""
+    label: str | None = None
+    reason: str | None = None
+    detail: str = ""
+
+    def reject(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+
+    def example(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": self.id, "input": self.input, "output": self.output}
+        if self.context:
+            row["context"] = self.context
+        if self.metadata:
+            row["metadata"] = self.metadata
+        return row
