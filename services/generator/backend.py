@@ -36,7 +36,8 @@ class Constraint:
         if self.kind == "choice":
             return {"choice": list(self.choices)}
         if self.kind == "json":
-            return {"json": self.schema}
+            # Compact JSON: fewer tokens, and no room for a weak model to ramble in whitespace.
+            return {"json": self.schema, "disable_any_whitespace": True}
         if self.kind == "regex":
             return {"regex": self.regex}
         return None

@@ -107,11 +107,14 @@ def label_prompt(spec: TaskSpec, plan: RowPlan, text: str) -> str:
 
 def clean_input(raw: str) -> str:
     """The teacher's new input: its first line, without a repeated "Example 7:" or quotes."""
-    text = raw.strip().split("\n", 1)[0].strip()
-    text = _LEADING_LABEL.sub("", text).strip()
+    text = _unquote(raw.strip().split("\n", 1)[0].strip())
+    return one_line(_unquote(_LEADING_LABEL.sub("", text).strip()))
+
+
+def _unquote(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        text = text[1:-1].strip()
-    return one_line(text)
+        return text[1:-1].strip()
+    return text
 
 
 def input_problem(text: str, seen: dict[str, str]) -> str | None:

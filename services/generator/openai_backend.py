@@ -74,27 +74,28 @@ class OpenAIBackend:
         self.retries = 0  # total retries so far (exposed for metrics and tests)
 
     # ----- request building -------------------------------------------------------------------
-    def _constraint_body(self, constraint: Constraint) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(extra_body, extra kwargs) carrying the constraint."""
+    def _constraint_body(self, constraint: Constraint) -> dict[str, Any]:
+        """Request-body fields carrying the constraint (sent as extra_body: the completions
+        endpoint of the client library has no response_format argument, the servers do)."""
         so = constraint.structured_outputs()
         if so is None:
-            return {}, {}
+            return {}
         if self.config.structured_mode == "structured_outputs":
-            return {"structured_outputs": so}, {}
+            return {"structured_outputs": so}
         if constraint.kind == "json":
-            return {}, {"response_format": {"type": "json_schema",
-                                            "json_schema": {"name": "output", "schema": constraint.schema}}}
+            return {"response_format": {"type": "json_schema",
+                                        "json_schema": {"name": "output", "schema": constraint.schema}}}
         if constraint.kind == "choice":
-            # No choice constraint in the OpenAI API: a JSON string enum is the closest.
-            return {}, {"response_format": {"type": "json_schema", "json_schema": {
+            # No choice constraint in the OpenAI API: an object with a string enum is the closest.
+            return {"response_format": {"type": "json_schema", "json_schema": {
                 "name": "label", "schema": {"type": "object", "properties": {
                     "label": {"type": "string", "enum": list(constraint.choices)}}, "required": ["label"]}}}}
-        return {}, {}
+        return {}
 
     def _one(self, prompt: PromptInput, request: CompletionRequest, seed: int | None) -> Completion:
-        extra_body, extra = self._constraint_body(request.constraint)
+        extra_body = self._constraint_body(request.constraint)
         common: dict[str, Any] = dict(model=self.config.model, max_tokens=request.max_tokens,
-                                      temperature=request.temperature, top_p=request.top_p, **extra)
+                                      temperature=request.temperature, top_p=request.top_p)
         if seed is not None:
             common["seed"] = seed
         if request.stop:

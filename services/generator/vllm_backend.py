@@ -92,11 +92,18 @@ class VllmBackend:
         return "\n".join(lines) + "\nAssistant:"
 
     def _first_token_ids(self, choices: tuple[str, ...]) -> dict[str, int]:
+        """The token each choice starts with *after a prompt that ends in ":"* (our prompt
+        formats all do): tokenized in that context, so boundary merges match generation."""
+        context = self._tokenizer.encode("Label:", add_special_tokens=False)
         ids = {}
         for choice in choices:
-            encoded = self._tokenizer.encode(choice, add_special_tokens=False)
-            if encoded:
-                ids[choice] = int(encoded[0])
+            encoded = self._tokenizer.encode("Label:" + choice, add_special_tokens=False)
+            if encoded[:len(context)] == context and len(encoded) > len(context):
+                ids[choice] = int(encoded[len(context)])
+            else:
+                plain = self._tokenizer.encode(choice, add_special_tokens=False)
+                if plain:
+                    ids[choice] = int(plain[0])
         return ids
 
     def _params(self, request: CompletionRequest, index: int, first_ids: dict[str, int]) -> Any:

@@ -50,6 +50,8 @@ __all__ = [
     "KubernetesJobLauncher",
     "TrainingJobSpec",
     "build_job_manifest",
+    "default_namespace",
+    "parse_node_selector",
     "torchrun_command",
 ]
 
@@ -307,7 +309,7 @@ def default_namespace() -> str:
 def _job_state(job: Any) -> tuple[JobState, str] | None:
     """Terminal state from the Job's conditions, or None while it is not finished."""
     status = job.status
-    for cond in (status.conditions if status and status.conditions else []):
+    for cond in status.conditions if status and status.conditions else []:
         if cond.status != "True":
             continue
         # SuccessCriteriaMet / FailureTarget (1.31+) come before Complete / Failed; treat them
@@ -326,10 +328,14 @@ def _pending_reason(pod: Any) -> str:
     for cs in (status.container_statuses or []) if status else []:
         waiting = cs.state.waiting if cs.state else None
         if waiting and waiting.reason:
-            return f"pod {pod.metadata.name}: {waiting.reason}" + (f": {waiting.message}" if waiting.message else "")
+            return f"pod {pod.metadata.name}: {waiting.reason}" + (
+                f": {waiting.message}" if waiting.message else ""
+            )
     for cond in (status.conditions or []) if status else []:
         if cond.type == "PodScheduled" and cond.status != "True":
-            return f"pod {pod.metadata.name}: {cond.reason or 'not scheduled'}: {cond.message or ''}".rstrip(": ")
+            return f"pod {pod.metadata.name}: {cond.reason or 'not scheduled'}: {cond.message or ''}".rstrip(
+                ": "
+            )
     return f"pod {pod.metadata.name}: {status.phase if status else 'Pending'}"
 
 
@@ -370,7 +376,9 @@ class KubernetesJobLauncher:
                 f"job {spec.name}: namespace {spec.namespace!r} differs from the launcher's {self.namespace!r}"
             )
         body = build_job_manifest(spec)
-        created = self._call(f"create job {spec.name}", self._batch.create_namespaced_job, self.namespace, body)
+        created = self._call(
+            f"create job {spec.name}", self._batch.create_namespaced_job, self.namespace, body
+        )
         return str(created.metadata.name)
 
     def status(self, name: str) -> JobStatus:
@@ -391,12 +399,16 @@ class KubernetesJobLauncher:
         running = [p for p in pods if p.status and p.status.phase == "Running"]
         if running:
             retry = f" (retry {counts['failed']} of {job.spec.backoff_limit})" if counts["failed"] else ""
-            return JobStatus(JobState.RUNNING, f"job {name}: pod {running[0].metadata.name} running{retry}", **counts)
+            return JobStatus(
+                JobState.RUNNING, f"job {name}: pod {running[0].metadata.name} running{retry}", **counts
+            )
         pending = [p for p in pods if p.status is None or p.status.phase == "Pending"]
         if pending:
             return JobStatus(JobState.PENDING, _pending_reason(pending[0]), **counts)
         # Pods have ended but the Job controller has not written its verdict yet.
-        return JobStatus(JobState.RUNNING, f"job {name}: pod finished, waiting for the job's final state", **counts)
+        return JobStatus(
+            JobState.RUNNING, f"job {name}: pod finished, waiting for the job's final state", **counts
+        )
 
     def wait(self, name: str, timeout: float = 24 * 3600.0, poll: float = 10.0) -> JobStatus:
         """Poll until the Job succeeds or fails, or ``timeout`` seconds pass.
@@ -428,9 +440,17 @@ class KubernetesJobLauncher:
         """Log of the Job's newest pod (with torchrun, every rank's output is interleaved there)."""
         pods = self._pods(name)
         if not pods:
-            self._call(f"read job {name}", self._batch.read_namespaced_job, name, self.namespace)  # NotFound if gone
+            self._call(
+                f"read job {name}", self._batch.read_namespaced_job, name, self.namespace
+            )  # NotFound if gone
             raise NotFound(f"job {name} has no pods yet, so there are no logs")
         newest = max(pods, key=lambda p: p.metadata.creation_timestamp or _EPOCH)
+        if not (newest.spec and newest.spec.node_name):
+            # Logs are served by the node's kubelet; an unscheduled pod has none (API servers
+            # differ: some answer 400, some an empty 200), so say so plainly.
+            raise FailedPrecondition(
+                f"job {name}: no logs yet: pod {newest.metadata.name} is not scheduled to a node"
+            )
         kwargs: dict[str, Any] = {"container": CONTAINER_NAME}
         if tail_lines is not None:
             kwargs["tail_lines"] = tail_lines
@@ -445,7 +465,7 @@ class KubernetesJobLauncher:
         except InvalidArgument as exc:
             # HTTP 400 here means "container not started yet" / "pod not scheduled", not bad input.
             raise FailedPrecondition(f"job {name}: no logs yet: {exc}") from None
-        return str(text)
+        return str(text) if text is not None else ""
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -71,6 +72,8 @@ def resolve_student(ref: str, store: ArtifactStore, model_cache: Path | None) ->
     """A store URI (a merged checkpoint of an earlier run) or a catalog name / local directory."""
     if ref.startswith(("file://", "s3://", "gs://")) and store.exists(ref):
         return store.local_path(ref)
+    if Path(ref).is_dir():  # a local checkpoint: loaded as is (safetensors only, checked before loading)
+        return Path(ref).resolve()
     from services.common.catalog import resolve_model
 
     return Path(resolve_model(ref, model_cache or Path.home() / ".cache" / "distillery" / "models"))
@@ -106,9 +109,9 @@ class ProgressCallbacks(Callbacks):
         stage = f"epoch {info.epoch}/{info.epochs}" if info.epochs else f"epoch {info.epoch}"
         self.ctx.progress(done=info.step, total=info.total_steps, stage=stage, unit="steps", counters=counters)
 
-    def on_eval(self, epoch: int, step: int, eval_loss: float) -> None:
+    def on_eval(self, epoch: float, step: int, eval_loss: float) -> None:
         self.eval_loss = eval_loss
-        self.ctx.progress(counters={"eval_loss": eval_loss}, message=f"epoch {epoch + 1}: eval loss {eval_loss:.4f}",
+        self.ctx.progress(counters={"eval_loss": eval_loss}, message=f"eval loss {eval_loss:.4f} after {epoch:g} epoch(s)",
                           force=True)
 
     def on_checkpoint(self, path: Path, step: int) -> None:
@@ -178,6 +181,9 @@ def run_training(ctx: JobContext, model_cache: Path | None, device: str = "auto"
     tmp = done_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
     tmp.replace(done_file)
+    # the store holds the outputs now; the local copies and the checkpoints are only disk
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(ctx.work_dir / "checkpoints", ignore_errors=True)
     ctx.progress(stage="done", done=outcome.steps, total=outcome.steps, force=True)
     return result
 

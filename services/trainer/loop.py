@@ -62,7 +62,7 @@ class Callbacks:
     def on_step(self, info: StepInfo) -> None:
         pass
 
-    def on_eval(self, epoch: int, step: int, eval_loss: float) -> None:
+    def on_eval(self, epoch: float, step: int, eval_loss: float) -> None:
         pass
 
     def on_checkpoint(self, path: Path, step: int) -> None:
@@ -142,7 +142,7 @@ def load_student(model_dir: Path, config: TrainingConfig, runtime: Runtime) -> t
     # LoRA keeps the frozen base in the compute dtype (bf16 on GPUs: half the memory) and peft
     # keeps the adapter in fp32; full fine-tuning keeps fp32 master weights and autocasts.
     load_dtype = torch.float32 if config.full_finetune else runtime.dtype
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), torch_dtype=load_dtype, use_safetensors=True,
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=load_dtype, use_safetensors=True,
                                                  trust_remote_code=False, low_cpu_mem_usage=True)
     model.config.use_cache = False
     model.to(runtime.device)
@@ -372,14 +372,17 @@ def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: 
             loss_sum, tokens = float(totals[0]), int(totals[1])
         return loss_sum / max(answer_tokens, 1), tokens
 
-    def run_eval() -> float | None:
+    def run_eval(epochs_done: float) -> float | None:
         module = loss_module.module if runtime.distributed else loss_module
         value = evaluate(module, eval_set, config, pad_id, runtime)
         if value is not None:
-            state["eval"].append({"epoch": state["epoch"], "step": state["step"], "eval_loss": value})
+            state["eval"].append({"epoch": epochs_done, "step": state["step"], "eval_loss": value})
             if runtime.is_main:
-                callbacks.on_eval(state["epoch"], state["step"], value)
+                callbacks.on_eval(epochs_done, state["step"], value)
         return value
+
+    if state["step"] == 0 and not state["eval"]:
+        run_eval(0)  # the base model's eval loss: the yardstick for "training helped"
 
     finished = state["step"] >= total_steps or state["stopped_early"]
     while not finished:
@@ -411,7 +414,7 @@ def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: 
                                 "it resumes from the last checkpoint when restarted")
         epoch_done = state["group"] >= len(groups)
         if epoch_done:
-            value = run_eval()
+            value = run_eval(epoch + 1)
             state["epoch"] = epoch + 1
             state["group"] = 0
             if value is not None and config.early_stopping_patience > 0:
@@ -427,11 +430,12 @@ def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: 
         finished = (state["step"] >= total_steps or state["stopped_early"]
                     or (not config.max_steps and state["epoch"] >= config.epochs))
         if finished and not epoch_done:
-            run_eval()  # max_steps ended mid-epoch: score what we have
+            run_eval(round(epoch + state["group"] / len(groups), 3))  # max_steps ended mid-epoch
         if epoch_done or finished:
             checkpoint()
 
     final_eval = state["eval"][-1]["eval_loss"] if state["eval"] else None
+    initial_eval = state["eval"][0]["eval_loss"] if state["eval"] else None
     window = state["history"][-max(1, min(10, len(state["history"]))):]
     final_train = sum(h["loss"] for h in window) / max(len(window), 1)
     seconds = float(state["elapsed"])
@@ -439,7 +443,7 @@ def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: 
         "steps": state["step"], "total_steps": total_steps, "epochs_completed": state["epoch"],
         "stopped_early": state["stopped_early"], "resumed_from_steps": state["resumed_from"],
         "history": state["history"], "eval": state["eval"],
-        "final_train_loss": final_train, "final_eval_loss": final_eval,
+        "final_train_loss": final_train, "final_eval_loss": final_eval, "initial_eval_loss": initial_eval,
         "train_examples": len(train_set), "eval_examples": len(eval_set),
         "skipped_too_long": stats.skipped_too_long, "truncated": stats.truncated,
         "tokens_trained": state["tokens"], "tokens_per_second": state["tokens"] / seconds if seconds > 0 else 0.0,

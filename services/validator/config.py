@@ -73,7 +73,9 @@ class OffTopicConfig:
     # "word" or "char_wb" (scikit-learn analyzers).
     analyzer: str = "word"
     ngram_min: int = 1
-    ngram_max: int = 2
+    ngram_max: int = 1
+    # With fewer seed inputs than this the check is skipped (noted in the report).
+    min_seeds: int = 3
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,14 @@ REASON_CODES: tuple[str, ...] = (
     "malformed", "format", "too_long", "duplicate", "near_duplicate", "test_leak", "off_topic",
     "label_imbalance", "low_confidence", "disagreement", "judge_rejected",
 )
+
+_PUNCT = re.compile(r"[^\w\s]")
+
+
+def normalize_key(text: str) -> str:
+    """taskspec.normalize_text (case, punctuation and whitespace folded) with one regex instead of
+    two: str.split() and the regex ``\\s`` agree on what whitespace is. Equality is tested."""
+    return " ".join(_PUNCT.sub(" ", text.lower()).split())
 
 
 @dataclass(slots=True)

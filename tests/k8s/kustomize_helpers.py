@@ -48,7 +48,11 @@ def _candidates() -> list[str]:
 def _kustomize_version(kubectl: str) -> tuple[int, ...] | None:
     try:
         out = subprocess.run(
-            [kubectl, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30, check=True
+            [kubectl, "version", "--client", "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout
         raw = str(json.loads(out).get("kustomizeVersion", "")).lstrip("v")
         return tuple(int(part) for part in raw.split(".")[:2])
@@ -73,7 +77,9 @@ def find_kubectl() -> tuple[str | None, str]:
 def kustomize(kubectl: str, directory: Path) -> list[dict[str, Any]]:
     """``kubectl kustomize DIR`` parsed into a list of objects (fails the test on a build error)."""
     yaml = pytest.importorskip("yaml")
-    proc = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120, check=False
+    )
     if proc.returncode != 0:
         pytest.fail(f"kubectl kustomize {directory} failed:\n{proc.stderr}")
     return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]

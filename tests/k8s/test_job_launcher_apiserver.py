@@ -65,7 +65,9 @@ def _free_port() -> int:
 
 
 def _minor_version(apiserver: str) -> int:
-    out = subprocess.run([apiserver, "--version"], capture_output=True, text=True, timeout=30).stdout
+    out = subprocess.run(
+        [apiserver, "--version"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
     m = re.search(r"v1\.(\d+)", out)
     if not m:
         pytest.skip(f"cannot read the kube-apiserver version from {out!r}")
@@ -228,7 +230,13 @@ def _spec(name: str, gpus: int = 2) -> TrainingJobSpec:
         name=name,
         namespace=NAMESPACE,
         image="distillery/trainer:0.1.0-cuda",
-        command=["python", "-m", "services.trainer.run_job", "--config", "/var/lib/distillery/store/runs/x.json"],
+        command=[
+            "python",
+            "-m",
+            "services.trainer.run_job",
+            "--config",
+            "/var/lib/distillery/store/runs/x.json",
+        ],
         env={"DISTILLERY_RUN": name},
         gpus=gpus,
         cpu="4",

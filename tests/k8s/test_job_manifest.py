@@ -34,16 +34,16 @@ CMD = ["python", "-m", "services.trainer.run_job", "--config", "/var/lib/distill
 
 
 def spec(**overrides: Any) -> TrainingJobSpec:
-    base: dict[str, Any] = dict(
-        name="train-r1",
-        namespace="distillery",
-        image="registry.local/distillery/trainer:0.1.0-cuda",
-        command=list(CMD),
-        env={"DISTILLERY_STORE_URL": "file:///var/lib/distillery/store", "B": "2"},
-        gpus=1,
-        cpu="4",
-        memory="32Gi",
-    )
+    base: dict[str, Any] = {
+        "name": "train-r1",
+        "namespace": "distillery",
+        "image": "registry.local/distillery/trainer:0.1.0-cuda",
+        "command": list(CMD),
+        "env": {"DISTILLERY_STORE_URL": "file:///var/lib/distillery/store", "B": "2"},
+        "gpus": 1,
+        "cpu": "4",
+        "memory": "32Gi",
+    }
     base.update(overrides)
     return TrainingJobSpec(**base)
 
@@ -129,7 +129,13 @@ def test_multi_gpu_command_runs_under_torchrun_with_world_size_from_gpus() -> No
     ],
 )
 def test_torchrun_wrapping_forms(command: list[str], expected_tail: list[str]) -> None:
-    assert torchrun_command(command, 8) == ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=8", *expected_tail]
+    assert torchrun_command(command, 8) == [
+        "torchrun",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=8",
+        *expected_tail,
+    ]
 
 
 def test_torchrun_command_is_left_alone_and_non_python_is_refused() -> None:
@@ -231,7 +237,11 @@ def test_api_errors_become_typed_errors() -> None:
     assert isinstance(_api_error("read job x", "ns", exc(404, 'jobs.batch "x" not found')), NotFound)
     assert isinstance(_api_error("create job x", "ns", exc(409)), AlreadyExists)
     forbidden = _api_error("create job x", "ns", exc(403, "cannot create"))
-    assert isinstance(forbidden, FailedPrecondition) and "rbac.yaml" in str(forbidden) and "cannot create" in str(forbidden)
+    assert (
+        isinstance(forbidden, FailedPrecondition)
+        and "rbac.yaml" in str(forbidden)
+        and "cannot create" in str(forbidden)
+    )
     assert isinstance(_api_error("create job x", "ns", exc(422)), InvalidArgument)
     assert isinstance(_api_error("x", "ns", exc(503)), Unavailable)
     assert isinstance(_api_error("x", "ns", exc(429)), Unavailable)
@@ -246,13 +256,17 @@ def test_job_conditions_decide_terminal_state() -> None:
     def job(*conds: tuple[str, str, str | None, str | None]) -> client.V1Job:
         return client.V1Job(
             status=client.V1JobStatus(
-                conditions=[client.V1JobCondition(type=t, status=s, reason=r, message=m) for t, s, r, m in conds]
+                conditions=[
+                    client.V1JobCondition(type=t, status=s, reason=r, message=m) for t, s, r, m in conds
+                ]
             )
         )
 
     assert _job_state(client.V1Job(status=None)) is None
     assert _job_state(job(("Complete", "True", None, None))) == (JobState.SUCCEEDED, "job completed")
-    state, message = _job_state(job(("Failed", "True", "BackoffLimitExceeded", "Job has reached the specified backoff limit")))
+    state, message = _job_state(
+        job(("Failed", "True", "BackoffLimitExceeded", "Job has reached the specified backoff limit"))
+    )
     assert state is JobState.FAILED and message.startswith("BackoffLimitExceeded: ")
     assert _job_state(job(("Failed", "False", None, None))) is None
 

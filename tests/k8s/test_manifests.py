@@ -22,7 +22,14 @@ from tests.k8s.kustomize_helpers import K8S_DIR, OVERLAYS, kustomize
 Render = Callable[[str], list[dict[str, Any]]]
 
 MIN_K8S_VERSION = "1.30.0"
-SERVICES = {"pipeline": 50050, "generator": 50051, "validator": 50052, "trainer": 50053, "evaluator": 50054, "serving": 50055}
+SERVICES = {
+    "pipeline": 50050,
+    "generator": 50051,
+    "validator": 50052,
+    "trainer": 50053,
+    "evaluator": 50054,
+    "serving": 50055,
+}
 WORKERS = ("generator", "validator", "trainer", "evaluator")
 CONFIG_KEYS = {
     "DISTILLERY_HOST",
@@ -67,7 +74,7 @@ def env_of(c: dict[str, Any]) -> dict[str, Any]:
 _SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "m": 1e-3}
 
 
-def quantity(q: str | int | float) -> float:
+def quantity(q: str | float) -> float:
     """Kubernetes resource quantity -> float (cores or bytes)."""
     m = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(q))
     assert m, f"bad quantity {q!r}"
@@ -134,12 +141,27 @@ def pod_labels(objs: list[dict[str, Any]], service: str) -> dict[str, str]:
 def test_overlay_builds(render: Render, overlay: str) -> None:
     objs = render(overlay)
     kinds = {o["kind"] for o in objs}
-    assert {"Namespace", "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "NetworkPolicy"} <= kinds
-    assert {"HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceAccount", "Role", "RoleBinding"} <= kinds
+    assert {
+        "Namespace",
+        "ConfigMap",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+    } <= kinds
+    assert {
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+    } <= kinds
     assert len(of_kind(objs, "Deployment")) == len(SERVICES)
     for obj in objs:
         if obj["kind"] != "Namespace":
-            assert obj["metadata"].get("namespace") == "distillery", f"{obj['kind']}/{obj['metadata']['name']}"
+            assert obj["metadata"].get("namespace") == "distillery", (
+                f"{obj['kind']}/{obj['metadata']['name']}"
+            )
 
 
 def _schema_versions() -> list[str]:
@@ -175,7 +197,9 @@ def test_strict_validation_rejects_an_unknown_field(render: Render) -> None:
 def test_example_secrets_pass_strict_schema() -> None:
     kv = pytest.importorskip("kubernetes_validate")
     yaml = pytest.importorskip("yaml")
-    docs = [d for d in yaml.safe_load_all((K8S_DIR / "base" / "distillery-auth.example.yaml").read_text()) if d]
+    docs = [
+        d for d in yaml.safe_load_all((K8S_DIR / "base" / "distillery-auth.example.yaml").read_text()) if d
+    ]
     assert {d["metadata"]["name"] for d in docs} == {"distillery-auth", "distillery-s3"}
     for doc in docs:
         kv.validate(doc, MIN_K8S_VERSION, strict=True)
@@ -205,20 +229,28 @@ def test_services_ports_and_probes(render: Render, overlay: str) -> None:
         assert env["DISTILLERY_PORT"] == str(grpc_port)
         assert env["DISTILLERY_METRICS_PORT"] == str(grpc_port + 1000)
         assert env["DISTILLERY_DB_URL"].startswith("sqlite:////var/lib/distillery/")
-        assert env["DISTILLERY_AUTH_TOKEN"]["secretKeyRef"] == {"name": "distillery-auth", "key": "token", "optional": True}
+        assert env["DISTILLERY_AUTH_TOKEN"]["secretKeyRef"] == {
+            "name": "distillery-auth",
+            "key": "token",
+            "optional": True,
+        }
         for probe in ("readinessProbe", "livenessProbe"):
             assert c[probe]["grpc"]["port"] == grpc_port, f"{svc} {probe}"
         if svc == "generator":
             assert c["startupProbe"]["grpc"]["port"] == grpc_port
             start = c["startupProbe"]
-            assert start["periodSeconds"] * start["failureThreshold"] >= 120, "vLLM start takes 20-50 s on CPU"
+            assert start["periodSeconds"] * start["failureThreshold"] >= 120, (
+                "vLLM start takes 20-50 s on CPU"
+            )
         annotations = deploy["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/port"] == str(grpc_port + 1000)
 
         service = find(objs, "Service", f"distillery-{svc}")
         sports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
         assert sports == expected, svc
-        assert selects({"matchLabels": service["spec"]["selector"]}, deploy["spec"]["template"]["metadata"]["labels"])
+        assert selects(
+            {"matchLabels": service["spec"]["selector"]}, deploy["spec"]["template"]["metadata"]["labels"]
+        )
         assert deploy["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
 
 
@@ -270,7 +302,9 @@ def test_writable_paths_and_store(render: Render, overlay: str) -> None:
         name = deploy["metadata"]["name"]
         volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"]["volumes"]}
         mounts = {m["mountPath"]: m["name"] for m in container(deploy)["volumeMounts"]}
-        assert volumes[mounts["/var/lib/distillery/store"]]["persistentVolumeClaim"] == {"claimName": "distillery-store"}, name
+        assert volumes[mounts["/var/lib/distillery/store"]]["persistentVolumeClaim"] == {
+            "claimName": "distillery-store"
+        }, name
         for path in ("/tmp", "/home/distillery/.cache", "/var/lib/distillery"):
             assert "emptyDir" in volumes[mounts[path]], f"{name}: {path} must be a writable emptyDir"
         assert set(mounts.values()) <= set(volumes), name
@@ -295,7 +329,11 @@ def test_serving_autoscaling_and_disruption_budget(render: Render, overlay: str)
     assert "replicas" not in deploy["spec"], "the HPA owns serving's replica count"
     hpa = find(objs, "HorizontalPodAutoscaler", "distillery-serving")
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "distillery-serving"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "distillery-serving",
+    }
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
     pdb = find(objs, "PodDisruptionBudget", "distillery-serving")
@@ -359,7 +397,9 @@ def test_rbac_lets_launchers_manage_jobs_and_read_logs(render: Render) -> None:
     assert all("*" not in verbs for verbs in grants.values())
     binding = find(objs, "RoleBinding", "distillery-job-launcher")
     assert binding["roleRef"]["name"] == "distillery-job-launcher"
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "distillery-job-launcher", "namespace": "distillery"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "distillery-job-launcher", "namespace": "distillery"}
+    ]
 
 
 # -- overlays --------------------------------------------------------------------------------
@@ -374,7 +414,9 @@ def test_cpu_overlay_fits_a_small_node(render: Render) -> None:
     assert float(data["VLLM_CPU_KVCACHE_SPACE"]) > 0
     assert data["DISTILLERY_DEVICE"] == "cpu"
     assert "VLLM_CPU_OMP_THREADS_BIND" not in data
-    total_cpu = sum(quantity(container(d)["resources"]["requests"]["cpu"]) for d in of_kind(objs, "Deployment"))
+    total_cpu = sum(
+        quantity(container(d)["resources"]["requests"]["cpu"]) for d in of_kind(objs, "Deployment")
+    )
     assert total_cpu <= 2.0, f"cpu overlay requests {total_cpu} cores; it must fit a 2-4 core node"
     for d in of_kind(objs, "Deployment"):
         assert "nvidia.com/gpu" not in str(d), d["metadata"]["name"]
@@ -395,12 +437,16 @@ def test_gpu_overlay_puts_generator_on_gpus_and_trains_in_jobs(render: Render) -
     assert container(trainer)["image"].endswith(":0.1.0-cuda")
     # The Jobs get the trainer's image, resolved by kustomize, not a hand-copied tag.
     assert data["DISTILLERY_TRAINER_JOB_IMAGE"] == container(trainer)["image"]
-    assert "nvidia.com/gpu" not in container(trainer)["resources"]["limits"], "k8s-job mode: the Jobs hold the GPUs"
+    assert "nvidia.com/gpu" not in container(trainer)["resources"]["limits"], (
+        "k8s-job mode: the Jobs hold the GPUs"
+    )
     for svc in ("pipeline", "validator", "evaluator", "serving"):
         assert "nvidia.com/gpu" not in str(find(objs, "Deployment", f"distillery-{svc}")), svc
 
 
-def _overlay_on(tmp_path: Path, kubectl: str, body: str, files: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def _overlay_on(
+    tmp_path: Path, kubectl: str, body: str, files: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Render a throwaway overlay in tmp_path (relative paths: kustomize refuses absolute ones)."""
     rel = os.path.relpath(K8S_DIR, tmp_path)
     (tmp_path / "kustomization.yaml").write_text(body.replace("{K8S}", rel))
@@ -425,7 +471,9 @@ def test_tensor_parallel_size_drives_generator_gpu_count(tmp_path: Path, kubectl
     cfg = copy / "config.yaml"
     text = cfg.read_text()
     assert 'DISTILLERY_VLLM_TENSOR_PARALLEL_SIZE: "1"' in text
-    cfg.write_text(text.replace('DISTILLERY_VLLM_TENSOR_PARALLEL_SIZE: "1"', 'DISTILLERY_VLLM_TENSOR_PARALLEL_SIZE: "4"'))
+    cfg.write_text(
+        text.replace('DISTILLERY_VLLM_TENSOR_PARALLEL_SIZE: "1"', 'DISTILLERY_VLLM_TENSOR_PARALLEL_SIZE: "4"')
+    )
     objs = kustomize(kubectl, copy)
     gen = find(objs, "Deployment", "distillery-generator")
     assert container(gen)["resources"]["limits"]["nvidia.com/gpu"] == "4"
@@ -434,7 +482,9 @@ def test_tensor_parallel_size_drives_generator_gpu_count(tmp_path: Path, kubectl
 
 def test_trainer_inprocess_gpu_component(tmp_path: Path, kubectl: str) -> None:
     objs = _overlay_on(
-        tmp_path, kubectl, "resources: [{K8S}/overlays/gpu]\ncomponents: [{K8S}/components/trainer-inprocess-gpu]\n"
+        tmp_path,
+        kubectl,
+        "resources: [{K8S}/overlays/gpu]\ncomponents: [{K8S}/components/trainer-inprocess-gpu]\n",
     )
     assert find(objs, "ConfigMap", "distillery-config")["data"]["DISTILLERY_TRAINER_MODE"] == "inprocess"
     trainer = find(objs, "Deployment", "distillery-trainer")

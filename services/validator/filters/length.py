@@ -37,13 +37,13 @@ class TokenCounter:
 def load_token_counter(ref: str, model_cache: Path | None) -> TokenCounter:
     """The student's tokenizer, or the whitespace fallback with a note saying why."""
     try:
-        from transformers import AutoTokenizer
-
         path = Path(ref)
         if not path.is_dir():
             from services.common.catalog import resolve_model  # materializes the student once, cached
 
             path = resolve_model(ref, Path(model_cache) if model_cache else Path.home() / ".cache" / "distillery")
+        from transformers import AutoTokenizer  # imported late: slow, and useless without a checkpoint
+
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         return TokenCounter(tokenizer, ref)
     except Exception as exc:  # no catalog, no package, no files: measure something rather than nothing

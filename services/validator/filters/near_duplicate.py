@@ -1,37 +1,41 @@
-"""Near duplicates: MinHash signatures of the normalised input's byte shingles, indexed in a
-datasketch MinHashLSH; a row whose estimated Jaccard similarity to an already kept row (or a
-seed) reaches the threshold is dropped, so one representative of each cluster stays — the first
-in file order.
+"""Near duplicates: MinHash signatures of the normalised input's byte shingles, banded into an
+LSH index; a row whose estimated Jaccard similarity to an already kept row (or a seed) reaches
+the threshold is dropped, so one representative of each cluster stays — the first in file order.
 
-Signatures are computed for a whole batch at once with numpy (multiply-shift hashing of each
-shingle, then a per-row minimum), because building a datasketch MinHash per row hashes every
-shingle with sha1 in Python and would dominate the run time. The signatures are plain uint32
-MinHash values; datasketch's LSH (banding, with its optimal band/row split for the threshold)
-indexes them through LeanMinHash."""
+Two deliberate departures from building a datasketch MinHash per row and inserting it into a
+datasketch MinHashLSH, both for speed (that path cost ~0.6 ms a row, more than every other filter
+together; see benchmarks/validation.py):
+- signatures are computed for a whole batch at once with numpy, with datasketch's "affine32"
+  construction (premix each shingle hash to 32 bits, then ``a * h + b mod 2^32`` per permutation,
+  ``a`` odd) instead of sha1 per shingle in Python;
+- the banding is a dict per band over the signature's bytes; the band/row split is datasketch's
+  own optimum for the threshold (MinHashLSH's false-positive/negative integration), taken from a
+  MinHashLSH built with the same threshold and num_perm.
+Every LSH candidate is confirmed with the signatures' estimated Jaccard before a row is dropped."""
 
 from __future__ import annotations
 
 import numpy as np
-from datasketch import LeanMinHash, MinHashLSH
+from datasketch import MinHashLSH
 
 from services.validator.config import NearDuplicateConfig
 from services.validator.row import Row
 
 _SEED = 1
 _PERM_CHUNK = 16  # permutations hashed at a time: bounds the temporary arrays
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: 64-bit shingle → well-mixed 32 bits
 
 
 class MinHasher:
     def __init__(self, num_perm: int, shingle_size: int, seed: int = _SEED) -> None:
         rng = np.random.RandomState(seed)
-        # Multiply-shift hashing: ((a * x + b) mod 2^64) >> 32 with odd a is a universal family.
-        self.a = (rng.randint(0, 2**62, num_perm, dtype=np.int64).astype(np.uint64) << np.uint64(1)) | np.uint64(1)
-        self.b = rng.randint(0, 2**62, num_perm, dtype=np.int64).astype(np.uint64)
+        self.a = rng.randint(0, 2**31, num_perm, dtype=np.int64).astype(np.uint32) * np.uint32(2) + np.uint32(1)
+        self.b = rng.randint(0, 2**32, num_perm, dtype=np.int64).astype(np.uint32)
         self.num_perm = num_perm
         self.k = shingle_size
 
-    def shingle_values(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Every k-byte shingle of every text as one uint64, and each text's first index."""
+    def shingle_hashes(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """A 32-bit hash of every k-byte shingle of every text, and each text's first index."""
         k = self.k
         encoded = [t.encode("utf-8") for t in texts]
         lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
@@ -45,18 +49,18 @@ class MinHasher:
         values = np.zeros(len(positions), dtype=np.uint64)
         for j in range(k):
             values |= buf[positions + j].astype(np.uint64) << np.uint64(8 * j)
-        return values, firsts
+        with np.errstate(over="ignore"):
+            hashes = ((values * _GOLDEN) >> np.uint64(32)).astype(np.uint32)
+        return hashes, firsts
 
     def signatures(self, texts: list[str]) -> np.ndarray:
         """(len(texts), num_perm) uint32 MinHash signatures."""
-        values, firsts = self.shingle_values(texts)
+        hashes, firsts = self.shingle_hashes(texts)
         out = np.empty((len(texts), self.num_perm), dtype=np.uint32)
         with np.errstate(over="ignore"):
             for lo in range(0, self.num_perm, _PERM_CHUNK):
-                a = self.a[lo:lo + _PERM_CHUNK]
-                b = self.b[lo:lo + _PERM_CHUNK]
-                hashed = (values[:, None] * a[None, :] + b[None, :]) >> np.uint64(32)
-                out[:, lo:lo + _PERM_CHUNK] = np.minimum.reduceat(hashed, firsts, axis=0)
+                permuted = hashes[:, None] * self.a[None, lo:lo + _PERM_CHUNK] + self.b[None, lo:lo + _PERM_CHUNK]
+                out[:, lo:lo + _PERM_CHUNK] = np.minimum.reduceat(permuted, firsts, axis=0)
         return out
 
 
@@ -66,8 +70,10 @@ class NearDuplicateFilter:
     def __init__(self, config: NearDuplicateConfig, seed_keys: list[str]) -> None:
         self.config = config
         self.hasher = MinHasher(config.num_perm, config.shingle_size)
-        self.lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm)
-        # Signatures of the kept rows, to confirm an LSH candidate with the estimated Jaccard.
+        params = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm)
+        self.bands = [(i * params.r, (i + 1) * params.r) for i in range(params.b)]
+        self.tables: list[dict[bytes, list[int]]] = [{} for _ in self.bands]
+        # Signatures of the kept rows (confirm candidates) and where each kept row is.
         self.kept: list[np.ndarray] = []
         self.where: list[str] = []
         if config.against_seeds and seed_keys:
@@ -75,25 +81,31 @@ class NearDuplicateFilter:
                 self._keep(signature, f"seed {index}")
 
     def _keep(self, signature: np.ndarray, where: str) -> None:
-        self.lsh.insert(len(self.kept), LeanMinHash(seed=_SEED, hashvalues=signature, scheme="affine32"),
-                        check_duplication=False)
+        number = len(self.kept)
+        for (lo, hi), table in zip(self.bands, self.tables):
+            table.setdefault(signature[lo:hi].tobytes(), []).append(number)
         self.kept.append(signature)
         self.where.append(where)
 
     def apply(self, rows: list[Row]) -> None:
         if not rows:
             return
+        threshold = self.config.threshold
         signatures = self.hasher.signatures([row.key for row in rows])
         for row, signature in zip(rows, signatures):
-            candidates = self.lsh.query(LeanMinHash(seed=_SEED, hashvalues=signature, scheme="affine32"))
+            candidates: set[int] = set()
+            for (lo, hi), table in zip(self.bands, self.tables):
+                hit = table.get(signature[lo:hi].tobytes())
+                if hit:
+                    candidates.update(hit)
             best, best_sim = -1, -1.0
             for candidate in sorted(candidates):  # sorted: ties resolve the same way every run
-                sim = float(np.mean(self.kept[candidate] == signature))
+                sim = float(np.count_nonzero(self.kept[candidate] == signature)) / self.config.num_perm
                 if sim > best_sim:
                     best, best_sim = candidate, sim
-            if best >= 0 and best_sim >= self.config.threshold:
+            if best >= 0 and best_sim >= threshold:
                 row.reject(self.reason, f"input is a near duplicate of {self.where[best]} "
-                           f"(estimated Jaccard {best_sim:.2f} >= {self.config.threshold})")
+                           f"(estimated Jaccard {best_sim:.2f} >= {threshold})")
             else:
                 self._keep(signature, f"line {row.line}")
 

@@ -26,6 +26,10 @@ class OffTopicFilter:
     def __init__(self, config: OffTopicConfig, spec: TaskSpec, seed_inputs: list[str]) -> None:
         self.config = config
         self.references = reference_texts(spec, seed_inputs)
+        self.matrix = None
+        self.skipped = len(seed_inputs) < config.min_seeds
+        if self.skipped:  # a description alone is too little text to judge topicality by
+            return
         self.vectorizer = TfidfVectorizer(analyzer=config.analyzer, ngram_range=(config.ngram_min, config.ngram_max),
                                           sublinear_tf=True, lowercase=True)
         try:
@@ -34,7 +38,7 @@ class OffTopicFilter:
             self.matrix = None
 
     def similarities(self, texts: list[str]) -> list[float]:
-        if self.matrix is None or not texts:
+        if self.matrix is None or not texts:  # nothing to compare with: everything passes
             return [1.0] * len(texts)
         scores = (self.vectorizer.transform(texts) @ self.matrix).max(axis=1).toarray().ravel()
         return [float(x) for x in scores]
@@ -46,6 +50,8 @@ class OffTopicFilter:
                            f"{sim:.3f} < {self.config.threshold}")
 
     def notes(self) -> list[str]:
+        if self.skipped:
+            return [f"off_topic: fewer than {self.config.min_seeds} seed inputs; topicality was not checked"]
         if self.matrix is None:
             return ["off_topic: the task description and seeds have no usable vocabulary; not checked"]
         return []

@@ -1,0 +1,64 @@
+# syntax=docker/dockerfile:1
+# distillery/pipeline:0.1.0 - the orchestrator (runs a DistillationJob through the stages; launches training Jobs).
+# Environment: core, CPU torch. Installs only services/pipeline/requirements.txt (which pulls in
+# services/common/requirements.txt) so each service carries only what it needs.
+#
+# Build from the repository root (run `make protos` first: generated stubs are part of services/):
+#   docker build -f docker/pipeline.Dockerfile -t distillery/pipeline:0.1.0 .
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- build: a virtualenv with the service's dependencies -------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+ARG TORCH_VERSION=
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+RUN python -m venv /opt/venv
+WORKDIR /src
+# Requirements before code, so that editing code does not reinstall the dependencies.
+COPY services/common/requirements.txt services/common/requirements.txt
+COPY services/pipeline/requirements.txt services/pipeline/requirements.txt
+COPY requirements/cpu-constraints.txt requirements/cpu-constraints.txt
+# torch is pinned to the CPU build through a constraint: whatever in these requirements pulls in
+# torch gets <version>+cpu (~200 MB) from the CPU index, not PyPI's CUDA build (several GB). A
+# service whose requirements need no torch installs none. The version is the project's pin in
+# requirements/cpu-constraints.txt unless TORCH_VERSION is given; TORCH_INDEX_URL can name a mirror.
+RUN TORCH_VERSION="${TORCH_VERSION:-$(sed -n 's/^torch==//p' requirements/cpu-constraints.txt)}" \
+ && echo "torch==${TORCH_VERSION}+cpu" > /tmp/constraints.txt \
+ && pip install --extra-index-url "${TORCH_INDEX_URL}" -c /tmp/constraints.txt \
+      -r services/pipeline/requirements.txt \
+ && (! pip show torch >/dev/null 2>&1 || python -c "import torch, sys; sys.exit(0 if torch.__version__.endswith('+cpu') else 'CUDA torch slipped in: ' + torch.__version__)")
+
+# ---- runtime ---------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE}
+# tini as PID 1: forwards SIGTERM to Python and reaps the worker processes it starts.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 10001 distillery \
+ && useradd --uid 10001 --gid 10001 --home-dir /home/distillery --create-home \
+      --shell /usr/sbin/nologin distillery \
+ && mkdir -p /var/lib/distillery/store /home/distillery/.cache \
+ && chown -R 10001:10001 /var/lib/distillery /home/distillery
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY pyproject.toml ./
+COPY protos/ protos/
+COPY services/ services/
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app:/app/services/common/genproto \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/home/distillery \
+    XDG_CACHE_HOME=/home/distillery/.cache \
+    DISTILLERY_HOME=/var/lib/distillery \
+    DISTILLERY_HOST=0.0.0.0 \
+    DISTILLERY_PORT=50050 \
+    DISTILLERY_METRICS_PORT=51050
+# Byte-compile now: on Kubernetes the root filesystem is read-only, so Python cannot cache .pyc.
+RUN python -m compileall -q services
+# Numeric user so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
+USER 10001:10001
+EXPOSE 50050 51050
+ENTRYPOINT ["tini", "--", "python", "-m", "services.pipeline"]

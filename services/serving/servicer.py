@@ -1,0 +1,194 @@
+"""distillery.v1.ServingService (thin: proto → plain Python → repository/export job → proto) and
+the assembly of the serving process: model repository + OIP v2 + typed RPC + HTTP gateway."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+import grpc
+
+from distillery.v1 import common_pb2, serving_pb2, serving_pb2_grpc
+from inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from services.common.artifacts import Artifact, sha256_file
+from services.common.convert import (TASK_TYPE_TO_PROTO, artifact_to_proto, dict_to_message, message_to_dict,
+                                     task_from_proto)
+from services.common.errors import InvalidArgument, NotFound
+from services.common.jobs import OperationContext
+from services.common.operations_servicer import record_to_operation
+from services.common.runtime import ServiceContext
+from services.common.server import ServiceRegistration
+from services.serving.bundle import VARIANT_DIRS
+from services.serving.export_job import DEFAULT_MIN_PARITY, load_parity_inputs, run_export
+from services.serving.oip_servicer import InferenceServicer
+from services.serving.repository import ModelRepository
+
+log = logging.getLogger(__name__)
+RESULT_TYPES = {"export": serving_pb2.ExportResult}
+QUANT_FROM_PROTO = {serving_pb2.QUANTIZATION_UNSPECIFIED: "none", serving_pb2.QUANTIZATION_NONE: "none",
+                    serving_pb2.QUANTIZATION_INT8: "int8", serving_pb2.QUANTIZATION_INT4: "int4"}
+QUANT_TO_NAME = {"none": "QUANTIZATION_NONE", "int8": "QUANTIZATION_INT8", "int4": "QUANTIZATION_INT4"}
+QUANT_TO_PROTO = {"none": serving_pb2.QUANTIZATION_NONE, "int8": serving_pb2.QUANTIZATION_INT8,
+                  "int4": serving_pb2.QUANTIZATION_INT4}
+
+
+def resolve_path(uri: str, store: Any, model_cache: Path | None, what: str) -> Path:
+    """A model or bundle reference → a local directory: a local path, a file:// URI, a store URI,
+    or a catalog name (resolved through services.common.catalog)."""
+    if not uri:
+        raise InvalidArgument(f"{what}.uri is empty")
+    if uri.startswith("file://"):
+        local = Path(urlparse(uri).path)
+        if local.exists():
+            return local
+        raise NotFound(f"{what} {uri} does not exist")
+    if Path(uri).exists():
+        return Path(uri)
+    if "://" in uri:
+        return store.local_path(uri, verify=False)
+    try:
+        from services.common.catalog import resolve_model
+    except ImportError:
+        raise NotFound(f"{what} {uri!r} is not a path and the model catalog is unavailable") from None
+    return Path(resolve_model(uri, model_cache))
+
+
+class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
+    def __init__(self, ctx: ServiceContext, repository: ModelRepository) -> None:
+        self.ctx = ctx
+        self.repository = repository
+
+    def StartExport(self, request: serving_pb2.StartExportRequest, context: grpc.ServicerContext) -> Any:
+        if not request.model.uri:
+            raise InvalidArgument("model.uri is empty: give the merged checkpoint to export")
+        if request.task.type == common_pb2.TASK_TYPE_UNSPECIFIED:
+            raise InvalidArgument("task.type is missing; the export needs the task (prompt format, labels)")
+        record = self.ctx.runner.submit("export", message_to_dict(request), request.request_id or None)
+        return record_to_operation(record, RESULT_TYPES)
+
+    def LoadModel(self, request: serving_pb2.LoadModelRequest,
+                  context: grpc.ServicerContext) -> serving_pb2.LoadModelResponse:
+        if not request.name:
+            raise InvalidArgument("name is empty")
+        path = resolve_path(request.bundle.uri, self.ctx.store, self.ctx.config.model_cache, "bundle")
+        spec = task_from_proto(request.task) if request.task.type else None
+        quantization = QUANT_FROM_PROTO[request.quantization]
+        runtime = self.repository.load(request.name, path, request.version, quantization, spec, request.bundle.uri)
+        return serving_pb2.LoadModelResponse(model=self._info(runtime.name, runtime.version))
+
+    def UnloadModel(self, request: serving_pb2.UnloadModelRequest,
+                    context: grpc.ServicerContext) -> serving_pb2.UnloadModelResponse:
+        self.repository.unload(request.name, request.version)
+        return serving_pb2.UnloadModelResponse()
+
+    def ListModels(self, request: Any, context: grpc.ServicerContext) -> serving_pb2.ListModelsResponse:
+        return serving_pb2.ListModelsResponse(models=[self._info(e.name, e.version) for e in self.repository.list()])
+
+    def _info(self, name: str, version: str) -> serving_pb2.ModelInfo:
+        entry = self.repository.entry(name, version)
+        return serving_pb2.ModelInfo(name=name, version=version, ready=self.repository.get(name, version).ready,
+                                     task_type=TASK_TYPE_TO_PROTO.get(entry.task.get("type"), 0),
+                                     quantization=QUANT_TO_PROTO[entry.quantization], uri=entry.uri)
+
+    def Predict(self, request: serving_pb2.PredictRequest,
+                context: grpc.ServicerContext) -> serving_pb2.PredictResponse:
+        runtime = self.repository.get(request.model_name, request.model_version)
+        predictions = runtime.predict(list(request.inputs), list(request.contexts) or None,
+                                      request.max_tokens or None, constrained=not request.unconstrained)
+        return serving_pb2.PredictResponse(
+            model_name=runtime.name, model_version=runtime.version,
+            predictions=[serving_pb2.Prediction(output=p.output, label_probabilities=p.label_probabilities,
+                                                completion_tokens=p.completion_tokens) for p in predictions])
+
+    def PredictStream(self, request: serving_pb2.PredictStreamRequest,
+                      context: grpc.ServicerContext) -> Iterator[serving_pb2.PredictStreamResponse]:
+        runtime = self.repository.get(request.model_name, request.model_version)
+        for delta in runtime.stream(request.input, request.context, request.max_tokens or None):
+            if not context.is_active():
+                return
+            yield serving_pb2.PredictStreamResponse(delta=delta)
+        yield serving_pb2.PredictStreamResponse(finished=True)
+
+
+def export_handler(repository: ModelRepository, model_cache: Path | None):
+    def handle(op: OperationContext) -> dict[str, Any]:
+        req = op.request
+        spec = task_from_proto(dict_to_message(req.get("task") or {}, common_pb2.TaskSpec()))
+        checkpoint = resolve_path(str((req.get("model") or {}).get("uri", "")), op.store, model_cache, "model")
+        adapter_uri = str((req.get("adapter") or {}).get("uri", ""))
+        adapter = resolve_path(adapter_uri, op.store, model_cache, "adapter") if adapter_uri else None
+        quantizations = [{"QUANTIZATION_INT8": "int8", "QUANTIZATION_INT4": "int4"}.get(str(q), "none")
+                         for q in req.get("quantizations", [])]
+        parity_ref = (req.get("parity_inputs") or {}).get("uri")
+        parity_inputs = load_parity_inputs(op.store.local_path(parity_ref, verify=False)) if parity_ref else None
+        name = str(req.get("model_name") or spec.name or "student")
+        version = str(req.get("model_version") or "1")
+
+        def progress(**kwargs: Any) -> None:
+            op.check_cancelled()
+            op.progress(**kwargs)
+
+        outcome = run_export(checkpoint, spec, op.work_dir, quantizations,
+                             float(req.get("min_parity") or DEFAULT_MIN_PARITY), name, version, parity_inputs,
+                             adapter, progress)
+        key = op.output_key("bundle")
+        bundle = op.store.put_dir(key, outcome.bundle)
+        card = op.store.put_file(op.output_key("MODEL_CARD.md"), outcome.bundle / "MODEL_CARD.md")
+        variants = []
+        for v in outcome.variants:
+            entry: dict[str, Any] = {"quantization": QUANT_TO_NAME[v.quantization],
+                                     "parity": v.parity["agreement"], "accepted": v.accepted, "reason": v.reason}
+            if v.accepted:
+                onnx_file = outcome.bundle / VARIANT_DIRS[v.quantization] / "model.onnx"
+                entry["onnx"] = Artifact(op.store.uri_for(f"{key}/{VARIANT_DIRS[v.quantization]}/model.onnx"),
+                                         sha256_file(onnx_file), onnx_file.stat().st_size).to_dict()
+            variants.append(entry)
+        if req.get("model_name"):
+            local = op.store.local_path(bundle.uri, verify=False)
+            repository.load(name, local, version, "none", spec, bundle.uri)
+        return {"variants": variants, "bundle": bundle.to_dict(), "model_card": card.to_dict(),
+                "model_name": name, "model_version": version}
+
+    return handle
+
+
+class ServingApp:
+    """What one serving process holds: the repository and the HTTP gateway beside the gRPC server."""
+
+    def __init__(self, repository: ModelRepository, gateway: Any = None) -> None:
+        self.repository = repository
+        self.gateway = gateway
+
+    def close(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+        self.repository.close()
+
+
+def build(ctx: ServiceContext, http_port: int | None = None) -> list[ServiceRegistration]:
+    """Mount OIP v2 + ServingService; start the OpenAI-compatible gateway (port from
+    DISTILLERY_HTTP_PORT, default 8000; -1 turns it off). ``ctx.serving_app`` keeps both."""
+    from services.serving.http_gateway import HttpGateway
+
+    repository = ModelRepository(ctx.config.home / "serving" / "models.json",
+                                 max_batch=int(os.environ.get("DISTILLERY_SERVING_MAX_BATCH", "8")),
+                                 max_wait_ms=float(os.environ.get("DISTILLERY_SERVING_BATCH_WAIT_MS", "5")))
+    restored = repository.restore()
+    if restored:
+        log.info("reloaded models: %s", ", ".join(restored))
+    ctx.runner.register("export", export_handler(repository, ctx.config.model_cache))
+    port = http_port if http_port is not None else int(os.environ.get("DISTILLERY_HTTP_PORT", "8000"))
+    gateway = HttpGateway(repository, ctx.config.host, port).start() if port >= 0 else None
+    ctx.serving_app = ServingApp(repository, gateway)  # type: ignore[attr-defined]
+    typed = ServingServicer(ctx, repository)
+    oip = InferenceServicer(repository)
+    return [
+        ServiceRegistration(serving_pb2.DESCRIPTOR.services_by_name["ServingService"].full_name,
+                            lambda server: serving_pb2_grpc.add_ServingServiceServicer_to_server(typed, server)),
+        ServiceRegistration(grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+                            lambda server: grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+                                oip, server)),
+    ]

@@ -1,0 +1,341 @@
+"""The filter chain, streaming: rows are read, checked and written one batch at a time, so memory
+holds one batch plus the filters' compact indexes (digests, MinHash signatures of kept rows, one
+label per surviving row), not the data set.
+
+Order: format → length → test_leak → off_topic → label_confidence → agreement → duplicate →
+near_duplicate → judge, then label_balance as a second pass over the survivors (it needs the final
+label counts). Row-local checks run first so that a row that fails one never becomes the kept
+representative of a duplicate cluster; the judge (the only expensive one) runs last, on what is
+left. The first failing filter names the row's reason.
+
+Nothing is lost and nothing is half-written: every row read ends in accepted.jsonl or
+rejected.jsonl (a line that is not a valid example is rejected as ``malformed`` with its line
+number), and the three outputs are written under temporary names and renamed into place at the
+end, so an interrupted run leaves nothing that looks finished — it simply runs again."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from array import array
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from services.common.errors import InvalidArgument
+from services.common.jsonl import dumps, iter_jsonl
+from services.common.taskspec import TOOL_TASKS, TaskSpec, canonical_json, example_id
+from services.validator.config import ValidatorConfig
+from services.validator.filters.agreement import AgreementFilter
+from services.validator.filters.base import Filter
+from services.validator.filters.duplicate import DuplicateFilter
+from services.validator.filters.format import FormatFilter
+from services.validator.filters.judge import Grader, JudgeFilter
+from services.validator.filters.label_balance import auto_share, balance_cap
+from services.validator.filters.label_confidence import LabelConfidenceFilter
+from services.validator.filters.length import LengthFilter, TokenCounter, load_token_counter
+from services.validator.filters.near_duplicate import NearDuplicateFilter
+from services.validator.filters.off_topic import OffTopicFilter
+from services.validator.filters.test_leak import TestLeakFilter
+from services.validator.report import Report
+from services.validator.row import Row, normalize_key
+
+ACCEPTED = "accepted.jsonl"
+REJECTED = "rejected.jsonl"
+REPORT = "report.json"
+
+Progress = Callable[[int, int, dict[str, float]], None]
+
+
+@dataclass
+class ValidationOutcome:
+    accepted: Path
+    rejected: Path
+    report_path: Path
+    report: dict[str, Any]
+
+
+@dataclass
+class Malformed:
+    line: int
+    detail: str
+    raw: str
+
+
+@dataclass
+class Reference:
+    """A seed or test example as the filters need it."""
+
+    input: str
+    output: str
+    context: str
+
+    @property
+    def key(self) -> str:
+        return normalize_key(f"{self.context} {self.input}")
+
+
+def _input_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):  # multi-turn tool calling: the conversation as JSON text
+        return canonical_json(value)
+    return None
+
+
+def read_references(path: Path | None, name: str) -> list[Reference]:
+    """Seeds or test rows (inputs; outputs as text). A bad line is the caller's file to fix."""
+    if path is None:
+        return []
+    refs = []
+    for item in iter_jsonl(Path(path), skip_partial_tail=False):
+        value = item.value
+        text = _input_text(value.get("input")) if isinstance(value, dict) else None
+        if item.error or text is None:
+            raise InvalidArgument(f"{name}:{item.line}: {item.error or 'expected an object with an input'}")
+        output = value.get("output", "")
+        refs.append(Reference(text, output.strip() if isinstance(output, str) else canonical_json(output),
+                              str(value.get("context") or "")))
+    return refs
+
+
+def parse_row(line: int, raw: bytes) -> Row | Malformed | None:
+    """One JSONL line → a Row, a Malformed record naming what is wrong, or None for a blank line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Malformed(line, f"line is not UTF-8 (byte {exc.start})", raw.decode("utf-8", "replace").rstrip("\r\n"))
+    text = text.rstrip("\r\n")
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return Malformed(line, f"not valid JSON: {exc.msg} (column {exc.colno})", text)
+    if not isinstance(value, dict):
+        return Malformed(line, f"expected a JSON object, got {type(value).__name__}", text)
+    for required in ("input", "output"):
+        if required not in value:
+            return Malformed(line, f'field "{required}" is missing', text)
+    input_text = _input_text(value["input"])
+    if input_text is None:
+        return Malformed(line, f'field "input" must be a string (or a list of chat messages), '
+                               f'got {type(value["input"]).__name__}', text)
+    context = value.get("context") or ""
+    if not isinstance(context, str):
+        return Malformed(line, f'field "context" must be a string, got {type(context).__name__}', text)
+    metadata = value.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        return Malformed(line, f'field "metadata" must be an object, got {type(metadata).__name__}', text)
+    raw_output = value["output"]
+    output = raw_output if isinstance(raw_output, str) else canonical_json(raw_output)
+    row_id = value.get("id")
+    return Row(line=line, id=str(row_id) if row_id not in (None, "") else example_id(input_text, context),
+               input=input_text, raw_output=raw_output, output=output, context=context, metadata=metadata,
+               key=normalize_key(f"{context} {input_text}"))
+
+
+def read_rows(path: Path) -> Iterator[Row | Malformed]:
+    with open(path, "rb") as handle:
+        for line, raw in enumerate(handle, start=1):
+            parsed = parse_row(line, raw)
+            if parsed is not None:
+                yield parsed
+
+
+def count_lines(path: Path) -> int:
+    count, last = 0, b"\n"
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            count += chunk.count(b"\n")
+            last = chunk[-1:]
+    return count + (last != b"\n")
+
+
+def label_of(spec: TaskSpec, row: Row) -> str | None:
+    """What the per-label counts are keyed by: the label, or the called tools' names."""
+    if spec.type == "classification":
+        return row.output.strip() or None
+    if spec.type in TOOL_TASKS:
+        try:
+            calls = json.loads(row.output)
+        except (json.JSONDecodeError, TypeError):
+            return None
+        if isinstance(calls, dict):
+            calls = [calls]
+        if isinstance(calls, list):
+            names = sorted({str(c.get("name")) for c in calls if isinstance(c, dict)})
+            return "+".join(names) if names else "(no call)"
+    return None
+
+
+def build_filters(spec: TaskSpec, config: ValidatorConfig, seeds: list[Reference], test: list[Reference], *,
+                  token_counter: TokenCounter | None, model_cache: Path | None, grader: Grader | None,
+                  predictions: Path | None) -> list[Filter]:
+    filters: list[Filter] = []
+    seed_keys = [s.key for s in seeds]
+    if config.format.enabled:
+        filters.append(FormatFilter(spec))
+    if config.length.enabled:
+        counter = token_counter or load_token_counter(config.length.tokenizer or spec.student, model_cache)
+        filters.append(LengthFilter(spec, config.length, counter))
+    if config.test_leak.enabled:
+        filters.append(TestLeakFilter(config.test_leak, [t.key for t in test]))
+    if config.off_topic.enabled:
+        filters.append(OffTopicFilter(config.off_topic, spec, [s.input for s in seeds]))
+    if config.label_confidence.enabled:
+        filters.append(LabelConfidenceFilter(config.label_confidence))
+    if config.agreement.enabled:
+        if config.agreement.predictions and predictions is None:
+            predictions = Path(config.agreement.predictions)
+        filters.append(AgreementFilter(config.agreement, spec, [(s.input, s.output) for s in seeds],
+                                       predictions if config.agreement.predictions else None))
+    if config.duplicate.enabled:
+        filters.append(DuplicateFilter(config.duplicate, seed_keys))
+    if config.near_duplicate.enabled:
+        filters.append(NearDuplicateFilter(config.near_duplicate, seed_keys))
+    if config.judge.enabled:
+        if grader is None:
+            raise InvalidArgument("validation.judge is enabled but no judge is reachable (the generator's "
+                                  "Complete RPC); disable it or configure the generator peer")
+        filters.append(JudgeFilter(config.judge, spec, grader))
+    return filters
+
+
+def _batches(rows: Iterator[Row | Malformed], size: int) -> Iterator[list[Row | Malformed]]:
+    batch: list[Row | Malformed] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _rejected_line(row: Row | Malformed) -> str:
+    if isinstance(row, Malformed):
+        return dumps({"line": row.line, "reason": "malformed", "detail": row.detail, "raw": row.raw}) + "\n"
+    return dumps({"line": row.line, "reason": row.reason, "detail": row.detail, "example": row.example()}) + "\n"
+
+
+def _finish(handle: Any) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+
+
+def validate(spec: TaskSpec, examples: Path, out_dir: Path, config: ValidatorConfig, *,
+             seeds: Path | None = None, test: Path | None = None, predictions: Path | None = None,
+             token_counter: TokenCounter | None = None, model_cache: Path | None = None,
+             grader: Grader | None = None, progress: Progress | None = None,
+             check_cancelled: Callable[[], None] | None = None) -> ValidationOutcome:
+    """Validate ``examples`` (JSONL) into ``out_dir``/{accepted,rejected}.jsonl and report.json."""
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_refs = read_references(seeds, "seeds.jsonl")
+    test_refs = read_references(test, "test.jsonl")
+    filters = build_filters(spec, config, seed_refs, test_refs, token_counter=token_counter,
+                            model_cache=model_cache, grader=grader, predictions=predictions)
+    total_lines = count_lines(examples)
+    report = Report()
+    paths = {name: out_dir / f"{name}.tmp" for name in (ACCEPTED, REJECTED, REPORT)}
+    candidates_path = out_dir / "candidates.jsonl.tmp"
+    # What the balance pass needs about each surviving row, in file order: compact arrays.
+    candidate_labels: list[str | None] = []
+    candidate_lines = array("q")
+    label_counts: Counter = Counter()
+    interned: dict[str, str] = {}
+
+    rejected = open(paths[REJECTED], "w", encoding="utf-8")
+    candidates = open(candidates_path, "w", encoding="utf-8")
+    try:
+        done = 0
+        for batch in _batches(read_rows(examples), config.batch_size):
+            if check_cancelled is not None:
+                check_cancelled()
+            rows = [r for r in batch if isinstance(r, Row)]
+            for check in filters:
+                live = [r for r in rows if r.reason is None]
+                if not live:
+                    break
+                check.apply(live)
+            out_rejected = []
+            out_candidates = []
+            for row in batch:
+                if isinstance(row, Malformed):
+                    report.count_read(None)
+                    report.count_rejected(None, "malformed")
+                    out_rejected.append(_rejected_line(row))
+                    continue
+                label = label_of(spec, row)
+                if label is not None:
+                    label = interned.setdefault(label, label)
+                report.count_read(label)
+                if row.reason is not None:
+                    report.count_rejected(label, row.reason)
+                    out_rejected.append(_rejected_line(row))
+                else:
+                    out_candidates.append(dumps(row.example()) + "\n")
+                    candidate_labels.append(label)
+                    candidate_lines.append(row.line)
+                    label_counts[label] += 1
+            rejected.writelines(out_rejected)
+            candidates.writelines(out_candidates)
+            done = max(done, batch[-1].line)
+            if progress is not None:
+                progress(done, total_lines, {"read": report.read, "rejected": report.rejected,
+                                             "candidates": len(candidate_labels)})
+        _finish(candidates)
+
+        cap = None
+        if config.label_balance.enabled and spec.type == "classification" and label_counts:
+            share = config.label_balance.max_share or auto_share(len(spec.labels))
+            cap = balance_cap({k: v for k, v in label_counts.items() if k is not None}, share)
+            if cap is not None:
+                report.notes.append(f"label_balance: max_share {share:.3f}; at most {cap} row(s) kept per label")
+                if cap == 0:
+                    report.notes.append("label_balance: max_share is below 1 / (labels present); every row was "
+                                        "rejected — raise validation.label_balance.max_share")
+        if cap is None:
+            for label in candidate_labels:
+                report.count_accepted(label)
+            os.replace(candidates_path, paths[ACCEPTED])
+        else:
+            kept: Counter = Counter()
+            with open(candidates_path, "r", encoding="utf-8") as source, \
+                    open(paths[ACCEPTED], "w", encoding="utf-8") as accepted:
+                for text, label, line in zip(source, candidate_labels, candidate_lines):
+                    if label is None or kept[label] < cap:
+                        kept[label] += 1
+                        accepted.write(text)
+                        report.count_accepted(label)
+                    else:
+                        report.count_rejected(label, "label_imbalance")
+                        rejected.write(dumps({"line": line, "reason": "label_imbalance",
+                                              "detail": f'label "{label}" is over its cap of {cap} rows '
+                                                        f"(max_share {share:.3f})",
+                                              "example": json.loads(text)}) + "\n")
+                accepted.flush()
+                os.fsync(accepted.fileno())
+            candidates_path.unlink()
+        _finish(rejected)
+
+    except BaseException:
+        for handle in (rejected, candidates):
+            handle.close()
+        raise
+
+    report.check()
+    for check in filters:
+        report.notes.extend(check.notes())
+    tokenizer = next((f.counter.name for f in filters if isinstance(f, LengthFilter)), "")
+    data = report.to_dict(task=spec.name, config=config.to_dict(), seconds=time.perf_counter() - started,
+                          tokenizer=tokenizer)
+    paths[REPORT].write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+    final = {name: out_dir / name for name in paths}
+    for name, tmp in paths.items():
+        os.replace(tmp, final[name])
+    return ValidationOutcome(final[ACCEPTED], final[REJECTED], final[REPORT], data)

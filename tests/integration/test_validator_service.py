@@ -1,0 +1,169 @@
+"""The real ValidatorService over gRPC on loopback: StartValidation → operation → ValidationResult,
+on generator-shaped output (ids, teacher metadata with label probabilities)."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import grpc
+import pytest
+
+from distillery.v1 import validator_pb2, validator_pb2_grpc
+from services.common.client import OperationsClient, open_channel, wait_healthy
+from services.common.config import ServiceConfig
+from services.common.convert import artifact_to_proto, struct_from, task_to_proto
+from services.common.runtime import start_service
+from services.common.taskspec import TaskSpec
+from services.validator.servicer import RESULT_TYPES, build
+
+SPEC = TaskSpec(
+    name="banking", type="classification",
+    description="Classify banking customer support messages by intent: card problems, money transfers, "
+                "account balance questions.",
+    labels=["card", "transfer", "balance"],
+    settings={"validation": {"near_duplicate": {"threshold": 0.8}}})
+SEEDS = [("My card was declined at the shop", "card"), ("I lost my debit card on the bus", "card"),
+         ("How do I send money to my friend", "transfer"), ("Transfer 50 euros to my savings account", "transfer"),
+         ("What is my account balance right now", "balance"), ("How much money do I have left", "balance")]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _generated_row(n: int, text: str, label: str, probability: float) -> dict:
+    """What the generator writes: an id, the example, and teacher metadata."""
+    others = {k: round((1 - probability) / 2, 4) for k in SPEC.labels if k != label}
+    return {"id": f"gen-{n:05d}", "input": text, "output": label,
+            "metadata": {"teacher": "gemma3-270m", "mutation": "specificity", "batch": n // 4,
+                         "label_probability": probability,
+                         "choice_probabilities": {label: probability, **others}}}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory):
+    home = tmp_path_factory.mktemp("validator-home")
+    # The generator peer points at a port nobody listens on: the judge must fail cleanly.
+    config = ServiceConfig(service="validator", port=_free_port(), metrics_port=-1, home=home,
+                           peers={"generator": f"127.0.0.1:{_free_port()}"})
+    server, ctx = start_service(config, build, RESULT_TYPES)
+    channel = open_channel(config.address)
+    assert wait_healthy(channel, timeout=30)
+    yield ctx, channel
+    channel.close()
+    server.stop(grace=1)
+
+
+def _request(ctx, rows: list[str], config: dict | None = None, request_id: str = "") -> validator_pb2.StartValidationRequest:
+    store = ctx.store
+    examples = store.put_bytes(f"inputs/{request_id or 'x'}/generated.jsonl", ("\n".join(rows) + "\n").encode())
+    seeds = store.put_bytes("inputs/seeds.jsonl",
+                            "".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in SEEDS).encode())
+    test = store.put_bytes("inputs/test.jsonl",
+                           (json.dumps({"input": "Why was my card blocked yesterday evening", "output": "card"})
+                            + "\n").encode())
+    return validator_pb2.StartValidationRequest(
+        task=task_to_proto(SPEC), examples=artifact_to_proto(examples), seeds=artifact_to_proto(seeds),
+        test=artifact_to_proto(test), config=struct_from(config or {}), request_id=request_id,
+        output_prefix=f"validation/{request_id or 'x'}")
+
+
+def test_start_validation_end_to_end(service) -> None:
+    ctx, channel = service
+    texts = ["My credit card got swallowed by the cash machine", "The chip on my card stopped working",
+             "Send 200 dollars to my brother overseas", "Show me how much is in my checking account",
+             "Set up a recurring payment to my landlord every month", "Tell me the remaining funds on my savings"]
+    labels = ["card", "card", "transfer", "balance", "transfer", "balance"]
+    rows = [json.dumps(_generated_row(n, t, lab, 0.9)) for n, (t, lab) in enumerate(zip(texts, labels))]
+    rows += [
+        json.dumps(_generated_row(90, "my credit card got swallowed by the cash machine!", "card", 0.9)),  # duplicate
+        json.dumps(_generated_row(91, "My card PIN is not accepted any more", "card", 0.3)),               # low_confidence
+        json.dumps(_generated_row(92, "My card PIN is blocked", "cards", 0.9)),                            # format
+        "{this is not json",                                                                                # malformed
+    ]
+    stub = validator_pb2_grpc.ValidatorServiceStub(channel)
+    operation = stub.StartValidation(_request(ctx, rows, {"length": {"max_total_tokens": 4096}}, "run1"), timeout=30)
+    ops = OperationsClient(channel)
+    done = ops.wait(operation.name, timeout=180, poll=5)
+    result = OperationsClient.result(done, validator_pb2.ValidationResult)
+    assert (result.read, result.accepted_count, result.rejected_count) == (10, 6, 4)
+    assert dict(result.rejected_by_reason) == {
+        "malformed": 1, "format": 1, "too_long": 0, "duplicate": 1, "near_duplicate": 0, "test_leak": 0,
+        "off_topic": 0, "label_imbalance": 0, "low_confidence": 1, "disagreement": 0, "judge_rejected": 0}
+    accepted = [json.loads(x) for x in ctx.store.read_bytes(result.accepted.uri).decode().splitlines()]
+    assert [r["id"] for r in accepted] == [f"gen-{n:05d}" for n in range(6)]
+    assert accepted[0]["metadata"]["teacher"] == "gemma3-270m"
+    rejected = [json.loads(x) for x in ctx.store.read_bytes(result.rejected.uri).decode().splitlines()]
+    assert {r["reason"] for r in rejected} == {"malformed", "format", "duplicate", "low_confidence"}
+    assert next(r for r in rejected if r["reason"] == "malformed")["line"] == 10
+    report = ctx.store.read_json(result.report.uri)
+    assert report["read"] == 10 and report["labels"]["card"]["accepted"] == 2
+    assert report["config"]["near_duplicate"]["threshold"] == 0.8  # task.yaml's validation section applied
+    assert report["config"]["length"]["max_total_tokens"] == 4096  # request config applied on top
+    assert "validation/run1/accepted.jsonl" in result.accepted.uri
+
+
+def test_unknown_setting_is_invalid_argument_naming_the_key(service) -> None:
+    ctx, channel = service
+    stub = validator_pb2_grpc.ValidatorServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.StartValidation(_request(ctx, ['{"input": "a", "output": "card"}'],
+                                      {"near_duplicate": {"treshold": 0.9}}, "bad"), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "validation.near_duplicate.treshold" in err.value.details()
+
+
+def test_missing_examples_is_invalid_argument(service) -> None:
+    _, channel = service
+    stub = validator_pb2_grpc.ValidatorServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.StartValidation(validator_pb2.StartValidationRequest(task=task_to_proto(SPEC)), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "examples" in err.value.details()
+
+
+def test_judge_with_an_unreachable_generator_fails_the_operation_as_unavailable(service) -> None:
+    ctx, channel = service
+    stub = validator_pb2_grpc.ValidatorServiceStub(channel)
+    operation = stub.StartValidation(_request(ctx, [json.dumps(_generated_row(0, "My card broke in half", "card", 0.9))],
+                                              {"judge": {"enabled": True}}, "judge-down"), timeout=30)
+    done = OperationsClient(channel).wait(operation.name, timeout=120, poll=5)
+    assert done.done and done.error.code == grpc.StatusCode.UNAVAILABLE.value[0]
+    assert "generator" in done.error.message and "Complete" in done.error.message
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_judge_against_the_real_generator(tmp_path: Path) -> None:
+    """The judge's client against the real generator service (a subprocess in the vLLM environment,
+    with the default local teacher) — skipped where that environment or the model catalog is missing."""
+    from tests.helpers.services import free_port, start_service_process, vllm_python
+
+    python = vllm_python()
+    if not python.exists():
+        pytest.skip(f"no vLLM environment at {python} (set DISTILLERY_VLLM_PYTHON)")
+    pytest.importorskip("services.common.catalog", reason="the model catalog is not in this checkout")
+    from services.common.catalog import resolve_model
+    from services.validator.filters.judge import judge_prompt
+    from services.validator.judge_client import GeneratorGrader
+    from services.validator.row import Row
+
+    cache = tmp_path / "models"
+    try:
+        resolve_model("gemma3-270m", cache)
+    except Exception as exc:  # the teacher's weights package is not installed here
+        pytest.skip(f"default teacher not available: {exc}")
+    handle = start_service_process("generator", python, tmp_path / "gen-home", port=free_port(),
+                                   extra_env={"DISTILLERY_MODEL_CACHE": str(cache)}, timeout=300)
+    try:
+        grader = GeneratorGrader(handle.address, timeout=600)
+        rows = [Row(line=1, id="a", input="My card was declined", raw_output="card", output="card"),
+                Row(line=2, id="b", input="My card was declined", raw_output="balance", output="balance")]
+        scores = grader([judge_prompt(SPEC, "", row) for row in rows])
+        grader.close()
+        assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
+    finally:
+        handle.stop()
