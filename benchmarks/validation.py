@@ -134,7 +134,7 @@ def main() -> None:
     test.write_text("".join(json.dumps({"input": lines_text, "output": "card"}) + "\n" for lines_text in
                             ["why was my card declined at the shop yesterday", "send money to my sister abroad"]))
     config = build_config({}, {})
-    counter = load_token_counter(SPEC.student, Path(os.environ.get("DISTILLERY_MODEL_CACHE", ROOT / ".distillery/models")))
+    counter = load_token_counter(SPEC.student, None)  # the catalog's cache (DISTILLERY_MODEL_CACHE)
 
     ours, ours_cpu, report = [], [], {}
     baseline = []

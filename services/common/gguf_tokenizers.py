@@ -106,7 +106,6 @@ class BuiltTokenizer:
             "model_max_length": self.model_max_length,
             # Decoding must give back the exact text (JSON outputs, labels): no " ." → "." clean-up.
             "clean_up_tokenization_spaces": False,
-            "padding_side": "left",
             # Decoder-only models take no token_type_ids; without this generate(**enc) fails.
             "model_input_names": ["input_ids", "attention_mask"],
         }

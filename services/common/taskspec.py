@@ -7,6 +7,7 @@ in a seed file and in generated data."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -130,6 +131,16 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=256)
+def _validator_for(schema_json: str) -> jsonschema.Draft202012Validator:
+    """Compiled validators, cached: building one costs far more than validating a row."""
+    return jsonschema.Draft202012Validator(json.loads(schema_json))
+
+
+def schema_validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    return _validator_for(json.dumps(schema, sort_keys=True))
+
+
 class OutputError(ValueError):
     """An output that does not fit the task; the message names the field."""
 
@@ -153,7 +164,7 @@ def check_output(spec: TaskSpec, output: Any) -> str:
         if not isinstance(value, dict):
             raise OutputError(f"output must be a JSON object, got {_type_name(value)}")
         if spec.output_schema:
-            error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(spec.output_schema).iter_errors(value))
+            error = jsonschema.exceptions.best_match(schema_validator(spec.output_schema).iter_errors(value))
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "(root)"
                 raise OutputError(f"output field {where}: {error.message}")
@@ -182,8 +193,7 @@ def check_output(spec: TaskSpec, output: Any) -> str:
                     raise OutputError(f"output[{index}].arguments is not valid JSON: {exc.msg}") from None
             if not isinstance(arguments, dict):
                 raise OutputError(f"output[{index}].arguments must be an object, got {_type_name(arguments)}")
-            error = jsonschema.exceptions.best_match(
-                jsonschema.Draft202012Validator(tools[name].parameters or {}).iter_errors(arguments))
+            error = jsonschema.exceptions.best_match(schema_validator(tools[name].parameters or {}).iter_errors(arguments))
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path) or "(root)"
                 raise OutputError(f"output[{index}].arguments {where}: {error.message}")

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from distillery.v1 import common_pb2, generator_pb2, generator_pb2_grpc
+
 from services.common.client import open_channel
 from services.common.convert import artifact_to_proto, struct_from, task_to_proto
 from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable

@@ -17,17 +17,32 @@ from pathlib import Path
 from typing import Any, Callable
 
 from distillery.v1 import common_pb2
+
 from services.common.artifacts import Artifact
 from services.common.config import ServiceConfig
 from services.common.convert import dict_to_message, task_from_proto
-from services.common.errors import (Cancelled, DistilleryError, FailedPrecondition, InvalidArgument,
-                                    TaskFolderError)
+from services.common.errors import (
+    Cancelled,
+    DistilleryError,
+    FailedPrecondition,
+    InvalidArgument,
+    TaskFolderError,
+)
 from services.common.jobs import OperationContext
 from services.common.jsonl import JsonlAppender, iter_jsonl, read_jsonl, write_jsonl_atomic
 from services.common.taskspec import Example, OutputError, TaskSpec, canonical_json, check_output
 from services.evaluator import report as report_mod
-from services.evaluator.candidates import (ONNX, STUDENT, TEACHER, Candidate, CandidateSpec, EvalOptions,
-                                           Prediction, build_candidate, model_resolver)
+from services.evaluator.candidates import (
+    ONNX,
+    STUDENT,
+    TEACHER,
+    Candidate,
+    CandidateSpec,
+    EvalOptions,
+    Prediction,
+    build_candidate,
+    model_resolver,
+)
 from services.evaluator.metrics import PRIMARY_METRIC, score_task
 from services.evaluator.metrics.qa import JUDGE_CHOICES, judge_prompt, judge_verdict
 
@@ -136,7 +151,16 @@ class Evaluation:
         return self.work_dir / "predictions" / f"{index:02d}-{_safe(spec.name)}.jsonl"
 
     def _done_rows(self, path: Path) -> dict[int, dict[str, Any]]:
-        return {int(r["index"]): r for r in read_jsonl(path)} if path.exists() else {}
+        """Answers already written (a torn last line is dropped; a row whose example id no longer
+        matches is predicted again)."""
+        if not path.exists():
+            return {}
+        rows = {}
+        for row in read_jsonl(path):
+            index = int(row.get("index", -1))
+            if 0 <= index < len(self.examples) and row.get("id") == self.examples[index].id:
+                rows[index] = row
+        return rows
 
     # ----- predicting -------------------------------------------------------------------------
     def predict_all(self) -> dict[str, list[dict[str, Any]]]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from distillery.v1 import evaluator_pb2, evaluator_pb2_grpc
+
 from services.common.config import ServiceConfig
 from services.common.convert import message_to_dict
 from services.common.operations_servicer import record_to_operation

@@ -22,7 +22,7 @@ from services.common.jsonl import JsonlAppender, read_jsonl, repair_tail, write_
 from services.common.taskspec import Example, TaskSpec, example_id, normalize_text
 from services.generator.backend import Backend, CompletionRequest
 from services.generator.inputs import load_context, load_seeds, task_from_request
-from services.generator.labeling import fixed_label_shots, label_prompts
+from services.generator.labeling import content_free_prior, fixed_label_shots, label_prompts
 from services.generator.method import RowPlan, clean_input, input_problem, label_prompt, plan_row
 from services.generator.prompting import input_stop
 from services.generator.settings import GenerationSettings
@@ -110,6 +110,15 @@ class GenerationJob:
         self.work_dir = work_dir
         self.teacher = teacher or backend.name
         self.label_shots = fixed_label_shots(spec, seeds, settings.random_seed, settings.label_shots)
+        self._prior: dict[str, float] | None = None
+
+    def prior(self) -> dict[str, float] | None:
+        """The teacher's content-free label prior (classification, computed once per run)."""
+        if self.spec.type != "classification" or not self.settings.calibrate_labels:
+            return None
+        if self._prior is None:
+            self._prior = content_free_prior(self.backend, self.spec, self.label_shots)
+        return self._prior
 
     # ----- one batch ------------------------------------------------------------------------
     def run_batch(self, start: int, count: int, seen: dict[str, str], need: int
@@ -130,7 +139,7 @@ class GenerationJob:
         to_label = [i for i, problem in enumerate(early) if problem is None]
         outcomes = label_prompts(self.backend, self.spec, [label_prompt(self.spec, plans[i], texts[i]) for i in to_label],
                                  [plans[i].label_seed for i in to_label], temperature=s.label_temperature,
-                                 max_tokens=s.label_max_tokens)
+                                 max_tokens=s.label_max_tokens, prior=self.prior())
         labelled = dict(zip(to_label, outcomes))
         prompt_tokens += sum(o.completion.prompt_tokens for o in outcomes)
         completion_tokens += sum(o.completion.completion_tokens for o in outcomes)

@@ -25,8 +25,38 @@ def fixed_label_shots(spec: TaskSpec, seeds: list[Example], random_seed: int, co
     return pick_label_shots(spec, seeds, random.Random(row_seed(random_seed, -1, "label-shots")), count)
 
 
+# Content-free inputs for contextual calibration (Zhao et al., 2021, "Calibrate before use").
+CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
+
+
+def content_free_prior(backend: Backend, spec: TaskSpec, shots: list[Example]) -> dict[str, float]:
+    """The teacher's label distribution for the labelling prompt with an empty-of-meaning input:
+    its bias from the shots' order and the labels' surface forms. Averaged over a few inputs."""
+    prompts = [render_label_prompt(spec, shots, text) for text in CONTENT_FREE_INPUTS]
+    outs = backend.complete(CompletionRequest(prompts=prompts, constraint=label_constraint(spec), max_tokens=16,
+                                              temperature=0.0, choice_logprobs=True))
+    prior: dict[str, float] = {}
+    for out in outs:
+        for choice, p in out.choice_probabilities.items():
+            prior[choice.strip()] = prior.get(choice.strip(), 0.0) + p / len(outs)
+    return prior
+
+
+def calibrate(probabilities: dict[str, float], prior: dict[str, float]) -> dict[str, float]:
+    """p(label | x) / p(label | content-free), renormalized."""
+    if not probabilities or not prior:
+        return probabilities
+    scores = {k: v / max(prior.get(k, 0.0), 1e-6) for k, v in probabilities.items()}
+    total = sum(scores.values()) or 1.0
+    return {k: v / total for k, v in scores.items()}
+
+
 def label_prompts(backend: Backend, spec: TaskSpec, prompts: list[str], seeds: list[int | None],
-                  temperature: float = 0.0, top_p: float = 1.0, max_tokens: int = 0) -> list[LabelOutcome]:
+                  temperature: float = 0.0, top_p: float = 1.0, max_tokens: int = 0,
+                  prior: dict[str, float] | None = None) -> list[LabelOutcome]:
+    """Label each prompt under the task's constraint. For classification with a ``prior`` (see
+    ``content_free_prior``) the label is the argmax of the calibrated choice probabilities: a
+    small base teacher otherwise leans hard towards one label whatever the input."""
     request = CompletionRequest(prompts=list(prompts), constraint=label_constraint(spec),
                                 max_tokens=label_max_tokens(spec, max_tokens), temperature=temperature, top_p=top_p,
                                 seeds=seeds, stop=label_stop(spec),
@@ -34,7 +64,11 @@ def label_prompts(backend: Backend, spec: TaskSpec, prompts: list[str], seeds: l
     outcomes = []
     for completion in backend.complete(request) if prompts else []:
         if completion.choice_probabilities:  # choices carry the leading space of the prompt format
-            completion.choice_probabilities = {k.strip(): v for k, v in completion.choice_probabilities.items()}
+            probabilities = {k.strip(): v for k, v in completion.choice_probabilities.items()}
+            completion.choice_probabilities = calibrate(probabilities, prior or {})
+            ranked = sorted(completion.choice_probabilities.items(), key=lambda kv: -kv[1])
+            if prior and temperature == 0.0 and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+                completion.text = " " + ranked[0][0]
         try:
             outcomes.append(LabelOutcome(completion, parse_label(spec, completion.text)))
         except OutputError as exc:
@@ -47,13 +81,14 @@ def label_prompts(backend: Backend, spec: TaskSpec, prompts: list[str], seeds: l
 
 def label_examples(backend: Backend, spec: TaskSpec, seeds: list[Example], examples: list[Example],
                    temperature: float = 0.0, random_seed: int = 0, max_tokens: int = 0,
-                   shots: int = 8) -> list[LabelOutcome]:
+                   shots: int = 8, calibrated: bool = True) -> list[LabelOutcome]:
     """Answer each example's input few-shot from the seeds (an example that is also a seed is
     never shown as its own shot)."""
     fixed = fixed_label_shots(spec, seeds, random_seed, shots)
+    prior = content_free_prior(backend, spec, fixed) if calibrated and spec.type == "classification" else None
     prompts = []
     for example in examples:
         chosen = [s for s in fixed if s.input != example.input] or fixed
         prompts.append(render_label_prompt(spec, chosen, example.input, example.context))
     seeds_ = [row_seed(random_seed, i, "label") for i in range(len(examples))]
-    return label_prompts(backend, spec, prompts, seeds_, temperature=temperature, max_tokens=max_tokens)
+    return label_prompts(backend, spec, prompts, seeds_, temperature=temperature, max_tokens=max_tokens, prior=prior)

@@ -32,6 +32,7 @@ def backend_kind(teacher: str, settings: dict[str, Any]) -> str:
 
 
 def resolve_local_model(teacher: str, cache_dir: Path) -> Path:
+    """A checkpoint directory for a catalog name or a local path (safetensors only)."""
     from services.common.catalog import resolve_model
 
     return Path(resolve_model(teacher, cache_dir))

@@ -86,7 +86,10 @@ class VllmBackend:
         _ = self.llm
         template = getattr(self._tokenizer, "chat_template", None)
         if template:
-            return self._tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            text = self._tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            bos = getattr(self._tokenizer, "bos_token", None)
+            # The template writes BOS and the engine adds one when it tokenizes: keep one.
+            return text[len(bos):] if bos and text.startswith(bos) else text
         # A base model without a chat template: a plain transcript it can continue.
         lines = [f"{m.get('role', 'user').capitalize()}: {m.get('content', '')}" for m in prompt]
         return "\n".join(lines) + "\nAssistant:"

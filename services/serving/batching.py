@@ -10,6 +10,8 @@ import time
 from concurrent.futures import Future
 from typing import Any, Callable, Hashable
 
+from services.common.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -33,7 +35,7 @@ class DynamicBatcher:
     def submit(self, item: Any) -> Future:
         future: Future = Future()
         if self._closed:
-            future.set_exception(RuntimeError("the model was unloaded"))
+            future.set_exception(Unavailable("the model was unloaded while this request waited; retry"))
             return future
         self._queue.put((item, future))
         return future
@@ -64,7 +66,7 @@ class DynamicBatcher:
             if stop:
                 break
         for item, future in held:
-            future.set_exception(RuntimeError("the model was unloaded"))
+            future.set_exception(Unavailable("the model was unloaded while this request waited; retry"))
         self._drain()
 
     def _run(self, batch: list[tuple[Any, Future]]) -> None:
@@ -86,7 +88,7 @@ class DynamicBatcher:
             except queue.Empty:
                 return
             if entry is not None:
-                entry[1].set_exception(RuntimeError("the model was unloaded"))
+                entry[1].set_exception(Unavailable("the model was unloaded while this request waited; retry"))
 
     def close(self) -> None:
         """Finish what is queued, then stop the worker."""

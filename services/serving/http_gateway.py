@@ -10,6 +10,7 @@ task's constraint applies unless the body says ``"unconstrained": true``. Extens
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import threading
@@ -65,9 +66,30 @@ def chat_input(task_type: str, messages: Any) -> str:
     return _content_text(users[-1].get("content"))
 
 
+class _BearerAuth:
+    """The gRPC server's bearer token (DISTILLERY_AUTH_TOKEN) guards the HTTP API too; the openai
+    client sends its api_key as exactly this header. /health stays open for probes."""
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.token and scope["type"] == "http" and scope["path"] != "/health":
+            headers = dict(scope.get("headers") or [])
+            supplied = headers.get(b"authorization", b"").decode("latin-1")
+            if not hmac.compare_digest(supplied.encode(), f"Bearer {self.token}".encode()):
+                response = _error(401, "missing or invalid bearer token: send 'Authorization: Bearer <token>'",
+                                  "authentication_error", "invalid_api_key")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class HttpGateway:
-    def __init__(self, repository: ModelRepository, host: str = "127.0.0.1", port: int = 8000) -> None:
+    def __init__(self, repository: ModelRepository, host: str = "127.0.0.1", port: int = 8000,
+                 token: str | None = None) -> None:
         self.repository = repository
+        self.token = token
         self.host, self.port = host, port
         self.app = Starlette(routes=[
             Route("/v1/models", self.models, methods=["GET"]),
@@ -75,6 +97,7 @@ class HttpGateway:
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/health", self.health, methods=["GET"]),
         ])
+        self.app.add_middleware(_BearerAuth, token=token)
         self.server: Any = None
         self.thread: threading.Thread | None = None
 
@@ -176,7 +199,7 @@ class HttpGateway:
             return StreamingResponse(self._stream(runtime, text, context, max_tokens, model_id, completion_id, created),
                                      media_type="text/event-stream")
         prediction = runtime.predict([text], [context], max_tokens, constrained=constrained)[0]
-        prompt_tokens = len(runtime.generator.encode_prompt(text, context))  # type: ignore[attr-defined]
+        prompt_tokens = prediction.prompt_tokens
         answer: dict[str, Any] = {
             "id": completion_id, "object": "chat.completion", "created": created, "model": model_id,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": prediction.output},

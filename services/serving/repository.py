@@ -9,7 +9,7 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import InvalidArgument, NotFound
 from services.common.taskspec import TaskSpec
 from services.serving import bundle as bundle_mod
 from services.serving.runtime import ModelRuntime, OnnxModelRuntime

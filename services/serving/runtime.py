@@ -49,6 +49,7 @@ class Prediction:
     completion_tokens: int = 0
     raw: str = ""
     finish_reason: str = "stop"  # "stop" | "length"
+    prompt_tokens: int = 0
 
 
 class ModelRuntime(ABC):
@@ -180,6 +181,7 @@ class OnnxGenerator:
             raise NotFound(f"{path}: no ONNX model there (expected an optimum text-generation-with-past export)")
         self.spec = spec
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
+        self._tokenizer_lock = threading.Lock()
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads() if threads is None else threads
         options.inter_op_num_threads = 1
@@ -216,7 +218,8 @@ class OnnxGenerator:
         if not isinstance(text, str) or not text.strip():
             raise InvalidArgument("input is empty")
         prompt = render_prompt(self.tokenizer, self.spec, text, context)
-        ids = list(self.tokenizer.encode(prompt, add_special_tokens=False))
+        with self._tokenizer_lock:  # a fast tokenizer may reconfigure itself per call ("Already borrowed")
+            ids = list(self.tokenizer.encode(prompt, add_special_tokens=False))
         if len(ids) > MAX_INPUT_TOKENS:
             raise InvalidArgument(f"input is {len(ids)} tokens long with the prompt; the limit is {MAX_INPUT_TOKENS}")
         return ids
@@ -358,13 +361,15 @@ class OnnxGenerator:
                 label = max(probs, key=probs.get)
                 steps = len(self.trie.sequences[self.trie.labels.index(label)])
                 out.append(Prediction(output=label, label_probabilities=probs, completion_tokens=steps, raw=label))
+            for prediction, prompt in zip(out, prompts):
+                prediction.prompt_tokens = len(prompt)
             return out
         ids, reasons = self.generate_ids(prompts, limits, stop_at_json=constrained and self.spec.is_structured)
         out = []
-        for tokens, reason in zip(ids, reasons):
+        for tokens, reason, prompt in zip(ids, reasons, prompts):
             raw = self.tokenizer.decode(tokens, skip_special_tokens=True)
             out.append(Prediction(output=parse_answer(self.spec, raw), completion_tokens=len(tokens), raw=raw,
-                                  finish_reason=reason))
+                                  finish_reason=reason, prompt_tokens=len(prompt)))
         return out
 
     def stream(self, text: str, context: str = "", max_tokens: int | None = None,
@@ -444,7 +449,8 @@ class OnnxModelRuntime(ModelRuntime):
 
     def predict(self, inputs: Sequence[str], contexts: Sequence[str] | None = None,
                 max_tokens: int | None = None, constrained: bool = True) -> list[Prediction]:
-        if self.generator is None:
+        generator, batcher = self.generator, self.batcher  # an unload may clear them meanwhile
+        if generator is None or batcher is None:
             raise FailedPrecondition(f"model {self.name} version {self.version} is not loaded")
         if not inputs:
             raise InvalidArgument("no inputs: send at least one input text")
@@ -454,11 +460,11 @@ class OnnxModelRuntime(ModelRuntime):
         if contexts and len(contexts) != len(inputs):
             raise InvalidArgument(f"{len(contexts)} contexts for {len(inputs)} inputs; give one per input or none")
         contexts = contexts or [""] * len(inputs)
-        limit = self.generator._check_max_tokens(max_tokens)
+        limit = generator._check_max_tokens(max_tokens)
         # Validate each input here, so that one bad input fails its own request, not a whole batch.
         for text, ctx in zip(inputs, contexts):
-            self.generator.encode_prompt(text, ctx)
-        futures = [self.batcher.submit((text, ctx, limit, constrained)) for text, ctx in zip(inputs, contexts)]
+            generator.encode_prompt(text, ctx)
+        futures = [batcher.submit((text, ctx, limit, constrained)) for text, ctx in zip(inputs, contexts)]
         return [f.result() for f in futures]
 
     def stream(self, text: str, context: str = "", max_tokens: int | None = None) -> Iterator[str]:

@@ -14,7 +14,7 @@ import grpc
 from distillery.v1 import common_pb2, serving_pb2, serving_pb2_grpc
 from inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from services.common.artifacts import Artifact, sha256_file
-from services.common.convert import (TASK_TYPE_TO_PROTO, artifact_to_proto, dict_to_message, message_to_dict,
+from services.common.convert import (TASK_TYPE_TO_PROTO, dict_to_message, message_to_dict,
                                      task_from_proto)
 from services.common.errors import InvalidArgument, NotFound
 from services.common.jobs import OperationContext
@@ -181,7 +181,8 @@ def build(ctx: ServiceContext, http_port: int | None = None) -> list[ServiceRegi
         log.info("reloaded models: %s", ", ".join(restored))
     ctx.runner.register("export", export_handler(repository, ctx.config.model_cache))
     port = http_port if http_port is not None else int(os.environ.get("DISTILLERY_HTTP_PORT", "8000"))
-    gateway = HttpGateway(repository, ctx.config.host, port).start() if port >= 0 else None
+    gateway = (HttpGateway(repository, ctx.config.host, port, ctx.config.auth_token).start()
+               if port >= 0 else None)
     ctx.serving_app = ServingApp(repository, gateway)  # type: ignore[attr-defined]
     typed = ServingServicer(ctx, repository)
     oip = InferenceServicer(repository)

@@ -290,7 +290,7 @@ def test_32_concurrent_clients_no_errors(served):
 @pytest.mark.slow
 def test_32_clients_for_60_seconds_flat_memory(served):
     pid = served["handle"].process.pid
-    _hammer(served, 32, 10)  # warm-up: allocator pools, thread pools
+    _hammer(served, 32, 5)  # warm-up: allocator pools, thread pools
     before = _rss_kb(pid)
     calls, errors = _hammer(served, 32, 60)
     after = _rss_kb(pid)

@@ -44,12 +44,26 @@ def _generated_row(n: int, text: str, label: str, probability: float) -> dict:
                          "choice_probabilities": {label: probability, **others}}}
 
 
+def _shared_model_cache(request: pytest.FixtureRequest) -> Path | None:
+    """The student checkpoint is materialized once and shared: the conftest fixture, else the
+    catalog's default cache."""
+    try:
+        return request.getfixturevalue("model_cache")
+    except pytest.FixtureLookupError:
+        try:
+            from services.common.catalog import default_cache_dir
+        except ImportError:
+            return None
+        return default_cache_dir()
+
+
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory):
+def service(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     home = tmp_path_factory.mktemp("validator-home")
     # The generator peer points at a port nobody listens on: the judge must fail cleanly.
     config = ServiceConfig(service="validator", port=_free_port(), metrics_port=-1, home=home,
-                           peers={"generator": f"127.0.0.1:{_free_port()}"})
+                           peers={"generator": f"127.0.0.1:{_free_port()}"},
+                           model_cache=_shared_model_cache(request))
     server, ctx = start_service(config, build, RESULT_TYPES)
     channel = open_channel(config.address)
     assert wait_healthy(channel, timeout=30)
@@ -105,6 +119,10 @@ def test_start_validation_end_to_end(service) -> None:
     assert report["config"]["near_duplicate"]["threshold"] == 0.8  # task.yaml's validation section applied
     assert report["config"]["length"]["max_total_tokens"] == 4096  # request config applied on top
     assert "validation/run1/accepted.jsonl" in result.accepted.uri
+    # Lengths are counted with the student's own tokenizer where the catalog can provide it.
+    assert report["tokenizer"] in ("smollm2-135m-instruct", "whitespace")
+    if report["tokenizer"] == "whitespace":
+        assert any("whitespace" in note for note in report["notes"])
 
 
 def test_unknown_setting_is_invalid_argument_naming_the_key(service) -> None:

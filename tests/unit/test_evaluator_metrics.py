@@ -7,7 +7,14 @@ import json
 import pytest
 
 from services.common.taskspec import TaskSpec, Tool
-from services.evaluator.metrics import PRIMARY_METRIC, classification, extraction, qa, score_task, tool_calling
+from services.evaluator.metrics import (
+    PRIMARY_METRIC,
+    classification,
+    extraction,
+    qa,
+    score_task,
+    tool_calling,
+)
 
 LABELS = ["positive", "negative", "neutral"]
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from services.common.errors import InvalidArgument
 from services.evaluator import report as report_mod
 from services.evaluator.candidates import EvalOptions
 from services.evaluator.handler import student_teacher_ratio
 from services.evaluator.metrics import classification
-from services.common.errors import InvalidArgument
 
 
 def _candidate(name: str, kind: str, accuracy: float, malformed: int = 0) -> dict:

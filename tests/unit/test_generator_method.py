@@ -136,3 +136,34 @@ def test_choice_probabilities() -> None:
     top = {" card": -0.2, " trans": -1.5, " bal": -3.0}
     probs = first_token_probabilities(top, [" card", " transfer", " balance"])
     assert max(probs, key=probs.get) == " card" and sum(probs.values()) == pytest.approx(1.0)
+
+
+def test_contextual_calibration_corrects_a_biased_teacher(bundles) -> None:
+    from services.generator.backend import Completion
+    from services.generator.labeling import calibrate, content_free_prior, label_prompts
+
+    calibrated = calibrate({"card": 0.6, "transfer": 0.3, "balance": 0.1}, {"card": 0.8, "transfer": 0.1, "balance": 0.1})
+    assert max(calibrated, key=calibrated.get) == "transfer" and sum(calibrated.values()) == pytest.approx(1.0)
+
+    class Biased:  # says "card" with p=0.6 for everything, even for content-free inputs
+        name = "biased"
+
+        def complete(self, request):
+            def probs(prompt):
+                if prompt.rsplit("Input:", 1)[1].strip() in ("N/A\nLabel:", "Label:", "[MASK]\nLabel:"):
+                    return {" card": 0.8, " transfer": 0.1, " balance": 0.1}
+                return {" card": 0.6, " transfer": 0.3, " balance": 0.1}
+            return [Completion(text=" card", choice_probabilities=probs(p)) for p in request.prompts]
+
+        def close(self):
+            pass
+
+    spec = bundles["intent"].spec
+    shots = bundles["intent"].seeds[:3]
+    prior = content_free_prior(Biased(), spec, shots)
+    assert prior["card"] == pytest.approx(0.8)
+    from services.generator.prompting import render_label_prompt
+    outcome = label_prompts(Biased(), spec, [render_label_prompt(spec, shots, "send 5 euros to Bob")], [1],
+                            prior=prior)[0]
+    assert outcome.output == "transfer"
+    assert label_prompts(Biased(), spec, [render_label_prompt(spec, shots, "x")], [1])[0].output == "card"

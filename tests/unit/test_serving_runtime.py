@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, UnsafeModelError
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, UnsafeModelError
 from services.common.taskspec import TaskSpec
 from services.serving.batching import DynamicBatcher
 from services.serving.export import check_checkpoint
@@ -34,7 +34,8 @@ def student(request: pytest.FixtureRequest) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def exported(student, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("serving-export")
-    return run_export(student[0], SENTIMENT, work, ["int4"], model_name="sentiment", adapter=student[1])
+    # fp32 only: the quantized variants are exported (and refused or accepted) in the integration test.
+    return run_export(student[0], SENTIMENT, work, [], model_name="sentiment", adapter=student[1])
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +47,6 @@ def test_export_parity_card_and_bundle(exported):
     variants = {v.quantization: v for v in exported.variants}
     assert variants["none"].accepted and variants["none"].parity["agreement"] == 1.0
     assert variants["none"].parity["max_prob_diff"] < 1e-4
-    assert variants["int4"].parity["metric"] == "label_agreement"
     card = json.loads((exported.bundle / "model_card.json").read_text())
     assert card["name"] == "sentiment" and card["task"]["labels"] == SENTIMENT.labels
     assert "label_agreement" in (exported.bundle / "MODEL_CARD.md").read_text()
@@ -103,8 +103,8 @@ def test_export_refuses_a_model_that_does_not_match(student, exported, tmp_path)
     import shutil
 
     shutil.copytree(exported.bundle / "onnx", work / "bundle" / "onnx")
-    with pytest.raises(FailedPrecondition, match=r"refused: top1_token_agreement 0\.\d+ < min_parity 0\.900"):
-        run_export(student[0].parent / "base", QA, work, min_parity=0.9)
+    with pytest.raises(FailedPrecondition, match=r"refused: top1_token_agreement 0\.\d+ < min_parity 0\.900 on 2 inputs"):
+        run_export(student[0].parent / "base", QA, work, min_parity=0.9, parity_inputs=[(TEXTS[0], ""), (TEXTS[3], "")])
 
 
 def test_checkpoint_checks(tmp_path):
@@ -112,7 +112,7 @@ def test_checkpoint_checks(tmp_path):
         check_checkpoint(tmp_path / "none")
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "pytorch_model.bin").write_bytes(b"pickle")
-    with pytest.raises(UnsafeModelError, match="safetensors"):
+    with pytest.raises(UnsafeModelError, match="pickle"):
         check_checkpoint(tmp_path)
 
 
@@ -121,16 +121,17 @@ def test_label_trie_probabilities_are_the_constrained_product():
     vocab = 10
     rng = np.random.default_rng(0)
     steps = [rng.normal(size=(len(s), vocab)) for s in trie.sequences]
-    steps[1][0] = steps[0][0]  # the first step is the same distribution for every label
+    # Logits depend only on the prefix: labels that share a prefix share its rows.
+    steps[1][0] = steps[2][0] = steps[0][0]
+    steps[1][1] = steps[0][1]
 
     def soft(row, allowed, pick):
         e = np.exp(row[allowed] - row[allowed].max())
         return e[allowed.index(pick)] / e.sum()
 
     expected = {"ab": soft(steps[0][0], [1, 4], 1) * soft(steps[0][1], [2, 3], 2),
-                "ac": soft(steps[0][0], [1, 4], 1) * soft(steps[1][1], [2, 3], 3),
+                "ac": soft(steps[0][0], [1, 4], 1) * soft(steps[0][1], [2, 3], 3),
                 "d": soft(steps[0][0], [1, 4], 4)}
-    steps[2][0] = steps[0][0]
     got = trie.probabilities(steps)
     for label, value in expected.items():
         assert got[label] == pytest.approx(value)
@@ -169,7 +170,7 @@ def test_dynamic_batcher_batches_and_propagates_errors():
         batcher.submit(("boom", True)).result(timeout=10)
     assert batcher.submit(("ok", False)).result(timeout=10) == "OK"  # the worker survived
     batcher.close()
-    with pytest.raises(RuntimeError, match="unloaded"):
+    with pytest.raises(Unavailable, match="unloaded"):
         batcher.submit(("late", True)).result(timeout=10)
 
 
@@ -184,7 +185,7 @@ def test_repository_versions_and_restore(exported, tmp_path):
     state = tmp_path / "models.json"
     repo = ModelRepository(state)
     repo.load("s", exported.bundle)
-    repo.load("s", exported.bundle, version="2", quantization="int4")
+    repo.load("s", exported.bundle / "onnx", version="2")
     assert repo.versions("s") == ["1", "2"] and repo.get("s").version == "2"
     assert repo.get("s", "1").predict([TEXTS[0]])[0].output == "positive"
     with pytest.raises(NotFound, match="not loaded"):

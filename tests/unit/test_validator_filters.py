@@ -123,7 +123,7 @@ def test_length_with_a_real_tokenizer_when_available(request: pytest.FixtureRequ
     try:
         model_cache = request.getfixturevalue("model_cache")  # tests/conftest.py's shared model cache
     except pytest.FixtureLookupError:
-        pytest.skip("no model_cache fixture (tests/conftest.py) in this checkout")
+        model_cache = None  # the catalog's default cache (<repo>/.cache/models), shared by the tests
     counter = load_token_counter("smollm2-135m-instruct", model_cache)
     if counter.tokenizer is None:
         pytest.skip(counter.note)
@@ -186,3 +186,27 @@ def test_label_balance_cap() -> None:
     assert balance_cap({"a": 100, "b": 10, "c": 10, "d": 10}, 0.4) == 20
     assert balance_cap({"a": 5, "b": 1}, 0.3) == 0  # impossible share: the caller notes it
     assert auto_share(2) == 1.0 and auto_share(10) == 0.2
+
+
+def test_byte_bound_shortcut_never_changes_a_verdict(request: pytest.FixtureRequest) -> None:
+    """Rows proven short by their byte length skip tokenization; the verdicts must equal counting
+    every row exactly (checked with the student's tokenizer where available, else words)."""
+    try:
+        model_cache = request.getfixturevalue("model_cache")
+    except pytest.FixtureLookupError:
+        model_cache = None
+    counter = load_token_counter("smollm2-135m-instruct", model_cache)
+    texts = ["short", "a b c d e f g h", "1234567890 " * 3, "é" * 12, "naïve café ☕ " * 2, "x" * 40, "word " * 9]
+    config = LengthConfig(max_input_tokens=12, max_output_tokens=3, max_total_tokens=60 + 30)
+    fast = LengthFilter(SPEC, config, counter)
+    exact = LengthFilter(SPEC, config, counter)
+    exact.byte_bound = False
+    for output in ("card", "card card card card"):
+        a = [row(t, output) for t in texts]
+        b = [row(t, output) for t in texts]
+        fast.apply(a)
+        exact.apply(b)
+        assert [r.reason for r in a] == [r.reason for r in b]
+    assert fast.byte_bound
+    for text in texts:  # the bound itself
+        assert counter.count([text])[0] <= len(text.encode()) + 1

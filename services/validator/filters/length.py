@@ -41,7 +41,7 @@ def load_token_counter(ref: str, model_cache: Path | None) -> TokenCounter:
         if not path.is_dir():
             from services.common.catalog import resolve_model  # materializes the student once, cached
 
-            path = resolve_model(ref, Path(model_cache) if model_cache else Path.home() / ".cache" / "distillery")
+            path = resolve_model(ref, model_cache)  # None: the catalog's default cache
         from transformers import AutoTokenizer  # imported late: slow, and useless without a checkpoint
 
         tokenizer = AutoTokenizer.from_pretrained(str(path))
@@ -67,6 +67,20 @@ def prompt_overhead(counter: TokenCounter, spec: TaskSpec) -> int:
     return counter.count([system_prompt(spec)])[0]
 
 
+def byte_bound_holds(counter: TokenCounter) -> bool:
+    """Whether a text of n UTF-8 bytes is known to have at most n + 1 tokens: true for byte-level
+    BPE, SentencePiece-style BPE/Unigram with byte fallback and WordPiece, whose tokens each cover
+    at least one character of the (at most one-character-longer) normalised text — unless the
+    normaliser applies a compatibility decomposition (NFKC/NFKD), which can expand one character
+    into many."""
+    if counter.tokenizer is None:
+        return True  # whitespace words: never more than bytes
+    backend = getattr(counter.tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False  # a slow tokenizer: no way to inspect it, count every row
+    return "NFK" not in repr(backend.normalizer)
+
+
 class LengthFilter:
     reason = "too_long"
 
@@ -75,9 +89,27 @@ class LengthFilter:
         self.counter = counter
         self.overhead = prompt_overhead(counter, spec)
         self.unit = "tokens" if counter.tokenizer is not None else "words"
+        self.byte_bound = byte_bound_holds(counter)
+
+    @staticmethod
+    def _input(row: Row) -> str:
+        return row.input if not row.context else f"{row.context}\n\n{row.input}"
+
+    def _surely_fits(self, row: Row) -> bool:
+        """Cheap proof that a row fits (tokens <= bytes + 1), so that only rows near a bound pay
+        for tokenization — tokenizing dominated the whole chain's time otherwise."""
+        cfg = self.config
+        n_in = len(self._input(row).encode("utf-8")) + 1
+        n_out = len(row.output.encode("utf-8")) + 1
+        return (n_in <= cfg.max_input_tokens and n_out <= cfg.max_output_tokens
+                and self.overhead + n_in + n_out <= cfg.max_total_tokens)
 
     def apply(self, rows: list[Row]) -> None:
-        inputs = self.counter.count([row.input if not row.context else f"{row.context}\n\n{row.input}" for row in rows])
+        if self.byte_bound:
+            rows = [row for row in rows if not self._surely_fits(row)]
+        if not rows:
+            return
+        inputs = self.counter.count([self._input(row) for row in rows])
         outputs = self.counter.count([row.output for row in rows])
         cfg = self.config
         for row, n_in, n_out in zip(rows, inputs, outputs):
@@ -92,4 +124,3 @@ class LengthFilter:
 
     def notes(self) -> list[str]:
         return [self.counter.note] if self.counter.note else []
-

@@ -1,0 +1,70 @@
+"""The multi-process path without a GPU: torchrun starts two CPU workers (gloo) and their
+data-parallel run ends with the same adapter as one process that accumulates the same two
+micro-batches per step (the loss is normalised per answer token over all ranks). A tiny
+randomly initialised Llama with the real student tokenizer keeps it cheap."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from services.common.artifacts import ArtifactStore
+from tests.helpers.trainer_data import SPEC, student_path, write_train
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_student(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    cache = None if os.environ.get("DISTILLERY_TEST_STUDENT_DIR") else request.getfixturevalue("model_cache")
+    tokenizer = AutoTokenizer.from_pretrained(str(student_path(cache)))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    return out
+
+
+def _run(tmp_path: Path, student: Path, name: str, launcher: list[str], grad_accum: int) -> dict[str, torch.Tensor]:
+    request = {"task": {"name": SPEC.name, "type": "TASK_TYPE_CLASSIFICATION", "description": SPEC.description,
+                        "labels": SPEC.labels},
+               "train": {"uri": str(write_train(tmp_path / "train.jsonl"))}, "student": {"uri": str(student)},
+               "config": {"max_steps": 3, "batch_size": 4, "grad_accum": grad_accum, "lora_dropout": 0.0,
+                          "learning_rate": 1e-3, "checkpoint_every_steps": 0, "max_seq_len": 96, "seed": 3}}
+    (tmp_path / f"{name}.json").write_text(json.dumps(request))
+    out = tmp_path / name
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        env.pop(key, None)
+    done = subprocess.run([*launcher, "-m", "services.trainer.run_job", "--request", str(tmp_path / f"{name}.json"),
+                           "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    adapter = ArtifactStore((out / "store").as_uri()).local_path(result["adapter_artifact"]["uri"])
+    return {"device": result["device"], **load_file(str(adapter / "adapter_model.safetensors"))}
+
+
+def test_two_cpu_ranks_match_one_process_with_accumulation(tmp_path: Path, tiny_student: Path) -> None:
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    single = _run(tmp_path, tiny_student, "single", [sys.executable], grad_accum=2)
+    ddp = _run(tmp_path, tiny_student, "ddp", [torchrun, "--standalone", "--nnodes=1", "--nproc_per_node=2"],
+               grad_accum=1)
+    assert "world_size=2" in ddp.pop("device") and "world_size=1" in single.pop("device")
+    assert single.keys() == ddp.keys()
+    for name in single:
+        torch.testing.assert_close(ddp[name], single[name], rtol=1e-4, atol=1e-5, msg=name)
