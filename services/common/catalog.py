@@ -43,7 +43,7 @@ from services.common.errors import DataLoss, FailedPrecondition, InvalidArgument
 
 # Bump when the conversion recipe changes (weights layout, tokenizer, configs): cached checkpoints
 # made by an older recipe are then rebuilt instead of being served stale.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 MANIFEST = "MANIFEST.json"
 CACHE_ENV = "DISTILLERY_MODEL_CACHE"
 

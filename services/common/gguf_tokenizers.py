@@ -88,6 +88,9 @@ class BuiltTokenizer:
     stop_token_ids: tuple[int, ...]
     pad_token_id: int | None
     bos_token_id: int | None
+    # Listed in tokenizer_config so that ``all_special_ids``/``all_special_tokens`` know them
+    # (every control token is special in tokenizer.json anyway, so decoding skips them all).
+    additional_special_tokens: tuple[str, ...] = ()
     extra_config: dict[str, Any] = field(default_factory=dict)
 
     def tokenizer_config(self) -> dict[str, Any]:
@@ -109,6 +112,8 @@ class BuiltTokenizer:
             # Decoder-only models take no token_type_ids; without this generate(**enc) fails.
             "model_input_names": ["input_ids", "attention_mask"],
         }
+        if self.additional_special_tokens:
+            config["additional_special_tokens"] = list(self.additional_special_tokens)
         if self.chat_template is not None:
             config["chat_template"] = self.chat_template
         config.update(self.extra_config)
@@ -192,13 +197,8 @@ def build_smollm2_tokenizer(vocab: GGUFVocab, model_max_length: int = 8192) -> B
     # ByteLevel post-processing only fixes offsets; it adds no token (no BOS for SmolLM2).
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(
-        [
-            AddedToken(t, special=True, normalized=False)
-            for t, ty in zip(vocab.tokens, vocab.token_types)
-            if ty == _CONTROL
-        ]
-    )
+    control = [t for t, ty in zip(vocab.tokens, vocab.token_types) if ty == _CONTROL]
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in control])
     eos = "<|im_end|>"
     if eos not in token_to_id:
         raise FailedPrecondition("the SmolLM2 GGUF vocabulary has no <|im_end|> token")
@@ -214,6 +214,7 @@ def build_smollm2_tokenizer(vocab: GGUFVocab, model_max_length: int = 8192) -> B
         stop_token_ids=(eos_id,),
         pad_token_id=eos_id,
         bos_token_id=None,
+        additional_special_tokens=tuple(t for t in control if t not in (eos, "<|endoftext|>")),
         extra_config={"add_prefix_space": False},
     )
 
@@ -295,6 +296,7 @@ def build_gemma3_tokenizer(vocab: GGUFVocab, model_max_length: int = 32768) -> B
         stop_token_ids=tuple(stop),
         pad_token_id=token_to_id[pad],
         bos_token_id=bos_id,
+        additional_special_tokens=tuple(t for t in ("<start_of_turn>", "<end_of_turn>") if t in token_to_id),
         extra_config={"add_bos_token": vocab.add_bos, "add_eos_token": False},
     )
 

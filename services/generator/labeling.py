@@ -81,7 +81,7 @@ def label_prompts(backend: Backend, spec: TaskSpec, prompts: list[str], seeds: l
 
 def label_examples(backend: Backend, spec: TaskSpec, seeds: list[Example], examples: list[Example],
                    temperature: float = 0.0, random_seed: int = 0, max_tokens: int = 0,
-                   shots: int = 8, calibrated: bool = True) -> list[LabelOutcome]:
+                   shots: int = 8, calibrated: bool = False) -> list[LabelOutcome]:
     """Answer each example's input few-shot from the seeds (an example that is also a seed is
     never shown as its own shot)."""
     fixed = fixed_label_shots(spec, seeds, random_seed, shots)

@@ -72,9 +72,7 @@ def resolve_student(ref: str, store: ArtifactStore, model_cache: Path | None) ->
     """A store URI (a merged checkpoint of an earlier run) or a catalog name / local directory."""
     if ref.startswith(("file://", "s3://", "gs://")) and store.exists(ref):
         return store.local_path(ref)
-    if Path(ref).is_dir():  # a local checkpoint: loaded as is (safetensors only, checked before loading)
-        return Path(ref).resolve()
-    from services.common.catalog import resolve_model
+    from services.common.catalog import resolve_model  # also checks local directories (no pickle weights)
 
     return Path(resolve_model(ref, model_cache or Path.home() / ".cache" / "distillery" / "models"))
 

@@ -187,25 +187,28 @@ def test_restart_resumes_where_predictions_stopped(evaluator: dict, tmp_path: Pa
 
 @pytest.mark.slow
 @pytest.mark.vllm
-def test_teacher_through_a_real_generator(evaluator: dict, model_cache: Path, tmp_path: Path) -> None:
+def test_teacher_through_a_real_generator(evaluator: dict, materialized, model_cache: Path, tmp_path: Path) -> None:
+    """The teacher candidate for real: `python -m services.generator` in the vLLM environment
+    (the catalog teacher, gemma3-270m), its Label RPC, and the base student beside it."""
     python = vllm_python()
     if not python.exists():
         pytest.skip(f"no vLLM environment at {python} (set DISTILLERY_VLLM_PYTHON): the generator cannot run here")
-    if not (Path(__file__).resolve().parents[2] / "services" / "generator" / "__main__.py").exists():
-        pytest.skip("services.generator has no __main__ in this build")
-    from services.common.catalog import resolve_model
-
-    # Materialize the teacher here (the conversion runs in this environment); the generator's
+    # Materialize the teacher here (the GGUF conversion runs in this environment); the generator's
     # environment then only reads the cached checkpoint.
-    resolve_model(SPEC.teacher, model_cache)
+    materialized(SPEC.teacher)
     config: ServiceConfig = evaluator["config"]
-    generator = start_service_process(
-        "generator", python, tmp_path / "generator", timeout=300,
-        extra_env={"DISTILLERY_STORE_URL": config.store_url, "DISTILLERY_MODEL_CACHE": str(model_cache)})
+    generator = start_service_process("generator", python, tmp_path / "generator", timeout=180, extra_env={
+        "DISTILLERY_STORE_URL": config.store_url,  # one store: the generator reads the seeds we wrote
+        "DISTILLERY_MODEL_CACHE": str(model_cache),
+        "DISTILLERY_TEACHER": SPEC.teacher,
+        "DISTILLERY_GENERATOR_WARMUP": "1",  # the engine starts while the student is evaluated
+        "DISTILLERY_VLLM_KVCACHE_GIB": "1",
+        "DISTILLERY_VLLM_MAX_MODEL_LEN": "2048",
+    })
     try:
         teacher = evaluator_pb2.Candidate(name="teacher", kind=evaluator_pb2.CANDIDATE_KIND_TEACHER,
                                           endpoint=generator.address)
-        result = _evaluate(evaluator, [teacher, _student()],
+        result = _evaluate(evaluator, [_student(), teacher],
                            {"max_examples": 4, "teacher_batch_size": 4, "trained_students": ["base-student"]})
     except Exception:
         print(generator.log_tail())

@@ -28,13 +28,11 @@ TEACHER = os.environ.get("DISTILLERY_TEST_TEACHER", "gemma3-270m")
 
 
 @pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory, model_cache: Path):
+def vllm_server(tmp_path_factory: pytest.TempPathFactory, materialized):
     python = vllm_python()
     if not python.exists():
         pytest.skip(f"no vLLM environment at {python} (set DISTILLERY_VLLM_PYTHON or run `make setup`)")
-    from services.generator.teachers import resolve_local_model
-
-    model = resolve_local_model(TEACHER, model_cache)
+    model = materialized(TEACHER)
     home = tmp_path_factory.mktemp("vllm-serve")
     port = free_port()
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_CACHE_ROOT=str(home / "cache"), HF_HUB_OFFLINE="1",

@@ -26,20 +26,21 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 TASKS = Path(__file__).resolve().parents[1] / "data" / "generator_tasks"
 TEACHER = os.environ.get("DISTILLERY_TEST_TEACHER", "gemma3-270m")
-ROWS = 50
+ROWS = int(os.environ.get("DISTILLERY_TEST_GENERATOR_ROWS", "50"))
 RPC_TIMEOUT = 1800.0
 
 
 @pytest.fixture(scope="module")
-def generator(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> ServiceProcess:
+def generator(tmp_path_factory: pytest.TempPathFactory, model_cache: Path, materialized) -> ServiceProcess:
     python = vllm_python()
     if not python.exists():
         pytest.skip(f"no vLLM environment at {python} (set DISTILLERY_VLLM_PYTHON or run `make setup`)")
+    materialized(TEACHER)  # converted here (core env) once per machine; the service only finds it
     home = tmp_path_factory.mktemp("generator-home")
     handle = start_service_process("generator", python, home, extra_env={
         "DISTILLERY_MODEL_CACHE": str(model_cache),
         "DISTILLERY_TEACHER": TEACHER,
-        "DISTILLERY_GENERATOR_WARMUP": "1",  # the engine starts while the first tests upload seeds
+        "DISTILLERY_GENERATOR_WARMUP": "1",  # the engine starts while the first test waits
         "DISTILLERY_VLLM_KVCACHE_GIB": "1",
         "DISTILLERY_VLLM_MAX_MODEL_LEN": "2048",
     }, timeout=180)
