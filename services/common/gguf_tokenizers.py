@@ -242,9 +242,14 @@ def sentencepiece_merges(tokens: list[str], scores: list[float], types: list[int
 
 
 def build_gemma3_tokenizer(vocab: GGUFVocab, model_max_length: int = 32768) -> BuiltTokenizer:
-    """BPE with byte fallback as in google/gemma-3-*: ``▁`` for spaces, BOS added, ``<eos>``/``<end_of_turn>`` stop."""
+    """BPE with byte fallback as in google/gemma-3-*.
+
+    ``▁`` for spaces, BOS added on encode, generation stops at ``<eos>`` or ``<end_of_turn>``.
+    """
     if vocab.model != "llama" or vocab.scores is None:
-        raise FailedPrecondition(f"expected a SentencePiece ('llama') GGUF tokenizer with scores, got {vocab.model!r}")
+        raise FailedPrecondition(
+            f"expected a SentencePiece ('llama') GGUF tokenizer with scores, got {vocab.model!r}"
+        )
     token_to_id = {tok: i for i, tok in enumerate(vocab.tokens)}
     merges = sentencepiece_merges(vocab.tokens, vocab.scores, vocab.token_types)
     unk = vocab.tokens[vocab.unk_id] if vocab.unk_id is not None else "<unk>"

@@ -23,7 +23,7 @@ from services.common.taskspec import Example, TaskSpec, example_id, normalize_te
 from services.generator.backend import Backend, CompletionRequest
 from services.generator.inputs import load_context, load_seeds, task_from_request
 from services.generator.labeling import content_free_prior, fixed_label_shots, label_prompts
-from services.generator.method import RowPlan, clean_input, input_problem, label_prompt, plan_row
+from services.generator.method import clean_input, input_problem, label_prompt, plan_row
 from services.generator.prompting import input_stop
 from services.generator.settings import GenerationSettings
 

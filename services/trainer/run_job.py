@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, result.json)")
     parser.add_argument("--store", default="", help="artifact store URL (default: $DISTILLERY_STORE_URL or OUT/store)")
     parser.add_argument("--model-cache", type=Path, default=None, help="catalog model cache directory")
-    parser.add_argument("--allow-local-paths", action="store_true", default=True,
-                        help="let train.uri name a local file outside the store (default: on)")
+    parser.add_argument("--store-only", action="store_true",
+                        help="refuse a train.uri outside the artifact store (by default a local file path is allowed)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=os.environ.get("DISTILLERY_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = CliContext(request, args.out, store, rank)
         signal.signal(signal.SIGTERM, lambda *_: ctx.stop.set())
         result = run_training(ctx, args.model_cache or config.model_cache, config.device,
-                              allow_local_paths=args.allow_local_paths)
+                              allow_local_paths=not args.store_only)
     except Cancelled as exc:
         log.warning("%s", exc)
         return 143

@@ -3,7 +3,6 @@ refused with INVALID_ARGUMENT and a message naming the field, before any teacher
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import grpc
 import pytest

@@ -31,14 +31,18 @@ GEMMA = "gemma3-270m"
 # round trips below. No BOS: SmolLM2 never prepends one.
 SMOLLM2_IDS: dict[str, list[int]] = {
     "What is 2+2?": [1780, 314, 216, 34, 27, 34, 47],
-    "Hello world, it's 2024! naïve café": [19556, 905, 28, 357, 506, 216, 34, 32, 34, 36, 17, 15486, 46494, 37366],
+    "Hello world, it's 2024! naïve café": [
+        19556, 905, 28, 357, 506, 216, 34, 32, 34, 36, 17, 15486, 46494, 37366,
+    ],
     '  two  spaces\n\nnewlines\ttab {"label": "positive"}': [
         216, 827, 216, 5600, 198, 198, 2241, 5110, 197, 15999, 9583, 5072, 1799, 476, 16185, 23597,
     ],
     "Sentence: I hated the noisy room.\nSentiment: negative\n": [
         35658, 535, 42, 339, 33376, 260, 24369, 3589, 30, 198, 35658, 2572, 42, 3524, 198,
     ],
-    "emoji 🤖 and 日本語 text": [391, 33777, 15107, 114, 240, 284, 17097, 241, 115, 40993, 179, 120, 248, 1694],
+    "emoji 🤖 and 日本語 text": [
+        391, 33777, 15107, 114, 240, 284, 17097, 241, 115, 40993, 179, 120, 248, 1694,
+    ],
     "3.14159 costs $1,234.56": [35, 30, 33, 36, 33, 37, 41, 3499, 1885, 33, 28, 34, 35, 36, 30, 37, 38],
     "<|im_start|>user\nhi<|im_end|>\n": [1, 4093, 198, 6004, 2, 198],
 }
@@ -182,6 +186,15 @@ def test_gemma_bos_eos_and_round_trip(gemma_tok: Any, gemma_dir: Path) -> None:
     assert gemma_tok.convert_ids_to_tokens(106) == "<end_of_turn>"
 
 
+def test_sentencepiece_merges_follow_the_score_ranks() -> None:
+    from services.common.gguf_tokenizers import sentencepiece_merges
+
+    tokens = ["<pad>", "a", "b", "c", "ab", "bc", "abc"]
+    scores = [-1000.0, -10.0, -11.0, -12.0, -1.0, -0.0, -2.0]  # "bc" ranks first, then "ab"
+    types = [3, 1, 1, 1, 1, 1, 1]
+    assert sentencepiece_merges(tokens, scores, types) == [("b", "c"), ("a", "b"), ("a", "bc"), ("ab", "c")]
+
+
 # ---------------------------------------------------------------------------- generation
 
 
@@ -263,7 +276,9 @@ def test_hub_entries_come_only_from_the_local_hf_cache(tmp_path: Path) -> None:
     assert catalog.resolve_model("Qwen/Qwen3-0.6B", tmp_path / "cache", hf_cache_dir=hf_cache) == snapshot
 
 
-def test_environment_that_cannot_convert_says_how_to_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_that_cannot_convert_says_how_to_pull(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The generator's vLLM environment has no gguf package: it may only use converted checkpoints.
     monkeypatch.setattr(catalog, "_missing_conversion_modules", lambda: ["gguf"])
     with pytest.raises(FailedPrecondition, match=f"python -m services.common.catalog pull {GEMMA}"):
@@ -304,8 +319,11 @@ def test_concurrent_materialization_builds_once(tmp_path: Path) -> None:
         return (d / catalog.MANIFEST).is_file()
 
     results: list[Path] = []
-    threads = [threading.Thread(target=lambda: results.append(catalog.materialize_dir(target, build, current)))
-               for _ in range(2)]
+
+    def worker() -> None:
+        results.append(catalog.materialize_dir(target, build, current))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
