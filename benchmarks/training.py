@@ -114,9 +114,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.student is None:
         from services.common.catalog import resolve_model
-        from services.common.config import ServiceConfig
 
-        args.student = Path(resolve_model("smollm2-135m-instruct", ServiceConfig.from_env("trainer").model_cache))
+        cache = Path(os.environ.get("DISTILLERY_MODEL_CACHE") or ROOT / ".cache" / "models")  # as the tests
+        args.student = Path(resolve_model("smollm2-135m-instruct", cache))
     data = rows(args.examples)
     ours_values, base_values = [], []
     for repeat in range(args.repeats):  # interleaved, so load changes on a shared machine hit both

@@ -24,8 +24,10 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     shutil.rmtree(dst, ignore_errors=True)
     _copy_sidecars(src, dst)
     # MatMul only: the attention/softmax path stays fp32, which is where int8 activations hurt most.
+    # Per-tensor on purpose: per_channel=True gave 0% top-1 agreement on SmolLM2-135M on an AVX2
+    # machine without VNNI (u8 x s8 products saturate); per-tensor kept 50%.
     quantize_dynamic(str(src / "model.onnx"), str(dst / "model.onnx"), op_types_to_quantize=["MatMul"],
-                     per_channel=True, weight_type=QuantType.QInt8)
+                     per_channel=False, reduce_range=False, weight_type=QuantType.QInt8)
     return dst
 
 

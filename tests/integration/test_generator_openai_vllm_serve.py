@@ -38,7 +38,9 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory, materialized):
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_CACHE_ROOT=str(home / "cache"), HF_HUB_OFFLINE="1",
                VLLM_NO_USAGE_STATS="1")
     log = open(home / "serve.log", "wb")
-    process = subprocess.Popen([str(python), "-m", "vllm.entrypoints.cli.main", "serve", str(model),
+    # `vllm serve` (the CLI) looks up the version of a distribution named "vllm", which the CPU
+    # build (distribution "vllm-cpu") does not have; the api_server module serves the same app.
+    process = subprocess.Popen([str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
                                 "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "teacher",
                                 "--max-model-len", "2048", "--enforce-eager", "--dtype", "float32"],
                                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
