@@ -180,9 +180,17 @@ def build(ctx: ServiceContext, http_port: int | None = None) -> list[ServiceRegi
     if restored:
         log.info("reloaded models: %s", ", ".join(restored))
     ctx.runner.register("export", export_handler(repository, ctx.config.model_cache))
-    port = http_port if http_port is not None else int(os.environ.get("DISTILLERY_HTTP_PORT", "8000"))
-    gateway = (HttpGateway(repository, ctx.config.host, port, ctx.config.auth_token).start()
-               if port >= 0 else None)
+    explicit = http_port is not None or bool(os.environ.get("DISTILLERY_HTTP_PORT"))
+    port = http_port if http_port is not None else int(os.environ.get("DISTILLERY_HTTP_PORT") or "8000")
+    gateway = None
+    if port >= 0:
+        try:
+            gateway = HttpGateway(repository, ctx.config.host, port, ctx.config.auth_token).start()
+        except OSError as exc:
+            if explicit:
+                raise
+            # The default port is taken (another local server): keep gRPC up, say so loudly.
+            log.error("OpenAI-compatible HTTP gateway not started: %s; set DISTILLERY_HTTP_PORT", exc)
     ctx.serving_app = ServingApp(repository, gateway)  # type: ignore[attr-defined]
     typed = ServingServicer(ctx, repository)
     oip = InferenceServicer(repository)
