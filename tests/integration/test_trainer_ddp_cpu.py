@@ -20,7 +20,6 @@ from services.common.artifacts import ArtifactStore
 from tests.helpers.trainer_data import SPEC, student_path, write_train
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

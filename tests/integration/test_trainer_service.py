@@ -59,7 +59,7 @@ def test_bad_requests_fail_fast(trainer) -> None:
 def test_lora_training_improves_the_student(trainer) -> None:
     ctx, channel, student = trainer
     stub = trainer_pb2_grpc.TrainerServiceStub(channel)
-    config = {"epochs": 2, "batch_size": 8, "learning_rate": 5e-4, "max_seq_len": 96, "eval_fraction": 0.1,
+    config = {"epochs": 3, "batch_size": 8, "learning_rate": 5e-4, "max_seq_len": 96, "eval_fraction": 0.1,
               "checkpoint_every_steps": 10, "seed": 1}
     operation = stub.StartTraining(_request(ctx, student, config, "sentiment"))
     ops = OperationsClient(channel)
