@@ -127,11 +127,31 @@ class JobRunner:
         self._handlers[kind] = handler
 
     def submit(self, kind: str, request: dict[str, Any], request_id: str | None = None) -> OperationRecord:
+        """Start a job. The same request_id returns the same operation (idempotent start); if
+        that operation failed or was cancelled, it is retried in place and resumes from what it
+        had written, which is how "fix the cause, rerun the same command" works."""
         if kind not in self._handlers:
             raise InvalidArgument(f"{self.service} cannot run {kind!r} jobs")
         record, created = self.ops.create(self.service, kind, request, request_id)
         if created:
             self._schedule(record)
+        elif record.state in (FAILED, CANCELLED):
+            record = self.retry(record.name)
+        return record
+
+    def retry(self, name: str) -> OperationRecord:
+        """Run a failed or cancelled operation again (same name, same work directory)."""
+        record = self.ops.get(name)
+        if record.state not in (FAILED, CANCELLED):
+            return record
+        with self._lock:
+            if name in self._running:
+                return record
+        meta = dict(record.metadata)
+        meta.update({"state": PENDING, "retries": int(meta.get("retries", 0)) + 1})
+        record = self.ops.update(name, state=PENDING, error_code=None, error_message=None, cancel_requested=0,
+                                 metadata=meta)
+        self._schedule(record)
         return record
 
     def resume_unfinished(self) -> list[str]:

@@ -275,6 +275,16 @@ def cmd_retune(args: argparse.Namespace) -> None:
         print_job(follow(operation.name))
 
 
+def cmd_retry(args: argparse.Namespace) -> None:
+    """Resume a failed or cancelled job: finished stages are kept, the rest run again."""
+    stub = pipeline_pb2_grpc.PipelineServiceStub(_channel("pipeline"))
+    job = _job(args.job)
+    operation = _rpc(lambda: stub.RetryJob(pipeline_pb2.RetryJobRequest(name=job.name), timeout=30), "pipeline")
+    print(f"job {operation.name.rsplit('/', 1)[-1]} resumed")
+    if not args.detach:
+        print_job(follow(operation.name))
+
+
 def cmd_cancel(args: argparse.Namespace) -> None:
     job = _job(args.job)
     _rpc(lambda: OperationsClient(_channel("pipeline")).cancel(job.name), "pipeline")
@@ -316,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")
     p.add_argument("--detach", action="store_true")
     p.set_defaults(func=cmd_retune)
+    p = sub.add_parser("retry", help="resume a failed or cancelled job (finished stages are kept)")
+    p.add_argument("job")
+    p.add_argument("--detach", action="store_true")
+    p.set_defaults(func=cmd_retry)
     p = sub.add_parser("cancel", help="cancel a job")
     p.add_argument("job")
     p.set_defaults(func=cmd_cancel)

@@ -18,9 +18,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TARGET_COUNT = 200
 DEFAULT_QUALITY_GATE = 0.8
+# Keys of the evaluation section that the pipeline itself reads; the rest goes to the evaluator.
+PIPELINE_EVALUATION_KEYS = frozenset({"quality_gate", "seed_only_baseline"})
 STAGE_SERVICE = {"generate": "generator", "validate": "validator", "train": "trainer", "train_seed_only": "trainer",
                  "evaluate": "evaluator", "export": "serving", "deploy": "serving"}
-RETRY_HINT = "fix the cause, then rerun the same command (`distillery run` or `distillery retry JOB`): " \
+RETRY_HINT = "fix the cause, then rerun the same `distillery run` command (or `distillery retry JOB`): " \
              "finished stages are not redone"
 
 
@@ -192,7 +194,8 @@ class DistillationRunner:
                                "model": {"uri": seed_only["uri"], "format": "MODEL_FORMAT_HF"}})
         request = {"task": task_request(self.spec), "test": artifact_request(self.inputs["test"]),
                    "seeds": artifact_request(self.inputs["seeds"]), "candidates": candidates,
-                   "config": struct_request(self.settings.get("evaluation", {}))}
+                   "config": struct_request({k: v for k, v in self.settings.get("evaluation", {}).items()
+                                             if k not in PIPELINE_EVALUATION_KEYS})}
         result = self._run_stage("evaluate", request)
         self.state.student_teacher_ratio = float(result.get("student_teacher_ratio", 0.0) or 0.0)
         self.state.report = result.get("report_markdown") or {}

@@ -35,6 +35,10 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
         record = self.runner.submit("retune", message_to_dict(request), request.request_id or None)
         return record_to_operation(record, RESULT_TYPES)
 
+    def RetryJob(self, request: pipeline_pb2.RetryJobRequest, context: grpc.ServicerContext) -> Any:
+        record = self.runner.retry(_find_job(self.runner, request.name))
+        return record_to_operation(record, RESULT_TYPES)
+
     def GetJob(self, request: pipeline_pb2.GetJobRequest, context: grpc.ServicerContext) -> pipeline_pb2.Job:
         state = job_state(self.runner, _find_job(self.runner, request.name))
         return json_format.ParseDict(job_to_dict(state), pipeline_pb2.Job(), ignore_unknown_fields=True)

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 OVERRIDES = {
     "generation": {"target_count": 40, "random_seed": 3},
     "training": {"epochs": 2, "batch_size": 8, "max_seq_len": 160},
-    "evaluation": {"max_test_examples": 15},
+    "evaluation": {"max_examples": 15},
     "serving": {"quantizations": ["int8"], "serve": "int8"},
 }
 

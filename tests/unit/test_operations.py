@@ -94,3 +94,23 @@ def test_unfinished_jobs_resume_after_a_restart(tmp_path: Path) -> None:
     record = second.wait(name, timeout=10)
     assert record.state == "SUCCEEDED" and record.result == {"read": 5, "resumed": True}
     assert record.metadata["resumes"] == 1
+
+
+def test_starting_a_failed_operation_again_retries_it_in_place(tmp_path: Path) -> None:
+    runner = make_runner(tmp_path)
+    attempts = []
+
+    def flaky(ctx: OperationContext) -> dict:
+        attempts.append(ctx.name)
+        if len(attempts) == 1:
+            raise InvalidArgument("first attempt fails")
+        return {"read": 1}
+
+    runner.register("validation", flaky)
+    first = runner.wait(runner.submit("validation", {}, request_id="job-1:validate").name, timeout=10)
+    assert first.state == "FAILED"
+    again = runner.submit("validation", {}, request_id="job-1:validate")
+    assert again.name == first.name
+    done = runner.wait(again.name, timeout=10)
+    assert done.state == "SUCCEEDED" and done.error_code is None and done.metadata["retries"] == 1
+    assert attempts == [first.name, first.name]

@@ -46,6 +46,11 @@ class PipelineServiceStub:
                 request_serializer=distillery_dot_v1_dot_pipeline__pb2.StartRetuneRequest.SerializeToString,
                 response_deserializer=google_dot_longrunning_dot_operations__pb2.Operation.FromString,
                 _registered_method=True)
+        self.RetryJob = channel.unary_unary(
+                '/distillery.v1.PipelineService/RetryJob',
+                request_serializer=distillery_dot_v1_dot_pipeline__pb2.RetryJobRequest.SerializeToString,
+                response_deserializer=google_dot_longrunning_dot_operations__pb2.Operation.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/distillery.v1.PipelineService/GetJob',
                 request_serializer=distillery_dot_v1_dot_pipeline__pb2.GetJobRequest.SerializeToString,
@@ -77,6 +82,13 @@ class PipelineServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryJob(self, request, context):
+        """Resumes a failed or cancelled job: finished stages are kept, the rest run again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -100,6 +112,11 @@ def add_PipelineServiceServicer_to_server(servicer, server):
             'StartRetune': grpc.unary_unary_rpc_method_handler(
                     servicer.StartRetune,
                     request_deserializer=distillery_dot_v1_dot_pipeline__pb2.StartRetuneRequest.FromString,
+                    response_serializer=google_dot_longrunning_dot_operations__pb2.Operation.SerializeToString,
+            ),
+            'RetryJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryJob,
+                    request_deserializer=distillery_dot_v1_dot_pipeline__pb2.RetryJobRequest.FromString,
                     response_serializer=google_dot_longrunning_dot_operations__pb2.Operation.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
@@ -167,6 +184,33 @@ class PipelineService:
             target,
             '/distillery.v1.PipelineService/StartRetune',
             distillery_dot_v1_dot_pipeline__pb2.StartRetuneRequest.SerializeToString,
+            google_dot_longrunning_dot_operations__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/distillery.v1.PipelineService/RetryJob',
+            distillery_dot_v1_dot_pipeline__pb2.RetryJobRequest.SerializeToString,
             google_dot_longrunning_dot_operations__pb2.Operation.FromString,
             options,
             channel_credentials,
