@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import machine  # noqa: E402
+
 from services.common.taskspec import TaskSpec  # noqa: E402
 from services.serving.export import export_onnx  # noqa: E402
 from services.serving.parity import TorchReference, check_parity  # noqa: E402
@@ -46,18 +48,6 @@ HEADLINES = ["Shares fell 3% after the earnings call", "The striker scored twice
              "New phone chip doubles battery life", "Parliament passes the budget after a long debate",
              "Central bank raises interest rates again", "Tennis star withdraws from the open",
              "Start-up releases an open-source database", "Minister resigns over the scandal"]
-
-
-def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cores": os.cpu_count(), "cpu": cpu, "gpu": None, "python": platform.python_version()}
 
 
 def resolve_checkpoint(arg: str | None, work: Path) -> tuple[Path, str]:

@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import machine  # noqa: E402
+
 from services.common.taskspec import TaskSpec, normalize_text  # noqa: E402
 from services.validator.config import build_config  # noqa: E402
 from services.validator.filters.length import load_token_counter  # noqa: E402
@@ -94,24 +96,6 @@ def naive_dedup(lines: list[str], threshold: float = 0.8) -> int:
             continue
         kept.append(grams)
     return len(kept)
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = ""
-    try:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"cores": os.cpu_count(), "cpu": cpu, "gpu": gpu or None, "python": platform.python_version()}
 
 
 def main() -> None:

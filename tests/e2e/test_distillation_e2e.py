@@ -31,7 +31,6 @@ OVERRIDES = {
     "serving": {"quantizations": ["int8"], "serve": "int8"},
 }
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
