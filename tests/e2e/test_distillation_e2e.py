@@ -41,7 +41,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory, model_cache: Path):
     ports = {name: free_port() for name in SERVICES}
     shared = {f"DISTILLERY_{name.upper()}_ADDR": f"127.0.0.1:{port}" for name, port in ports.items()}
     shared.update({"DISTILLERY_STORE_URL": (root / "store").as_uri(), "DISTILLERY_MODEL_CACHE": str(model_cache),
-                   "DISTILLERY_HTTP_PORT": str(free_port())})
+                   "DISTILLERY_HTTP_PORT": str(free_port()),
+                   # Keep the teacher's KV cache small: CI machines have 24 GiB for everything.
+                   "DISTILLERY_VLLM_KVCACHE_GIB": "1"})
     handles = {}
     try:
         for name in ("generator", "validator", "trainer", "evaluator", "serving", "pipeline"):
