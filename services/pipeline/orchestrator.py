@@ -217,12 +217,26 @@ class DistillationRunner:
                      {"variants": result.get("variants", []), "model_name": result.get("model_name"),
                       "model_version": result.get("model_version")})
 
+    def _served_variant(self, wanted: str) -> str:
+        """The variant to serve: the one asked for if the export accepted it (its parity check
+        passed), else the most compressed accepted one, else fp32."""
+        variants = self.state.stage("export").summary.get("variants", [])
+        accepted = [v.get("quantization", "") for v in variants if v.get("accepted")]
+        wanted_name = f"QUANTIZATION_{'NONE' if wanted in ('fp32', 'none') else wanted.upper()}"
+        for name in (wanted_name, "QUANTIZATION_INT8", "QUANTIZATION_INT4", "QUANTIZATION_NONE"):
+            if name in accepted:
+                if name != wanted_name:
+                    log.info("serving %s instead of %s: the export refused %s (parity below serving.min_parity)",
+                             name, wanted_name, wanted_name)
+                return name
+        return "QUANTIZATION_NONE"
+
     def deploy(self) -> None:
         serving = self.settings.get("serving", {})
         stage = self.state.stage("deploy")
         stage.state = RUNNING
         self._save()
-        quantization = f"QUANTIZATION_{str(serving.get('serve', 'int8')).upper()}"
+        quantization = self._served_variant(str(serving.get("serve", "int8")))
         response = self.workers.call("serving", "LoadModel", {
             "name": self.spec.name, "version": self.ctx.record.short_id, "bundle": self._artifact("export", "bundle"),
             "quantization": quantization, "task": task_request(self.spec)})
