@@ -1,7 +1,7 @@
 # Distillery: `make demo` sets up and distils the example task; `make test` runs the test suite.
 SHELL := /bin/bash
 CORE := .venvs/core/bin/python
-TASK ?= examples/sentiment
+TASK ?= examples/news-topic
 PYTEST_ARGS ?=
 
 .PHONY: setup protos check-protos demo test test-all test-reliability test-k8s bench bench-quality \
