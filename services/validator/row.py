@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.common.taskspec import Example
+
 # Every reason a row can be rejected for, in the order docs/validator.md explains them.
 REASON_CODES: tuple[str, ...] = (
     "malformed", "format", "too_long", "duplicate", "near_duplicate", "test_leak", "off_topic",
@@ -43,9 +45,6 @@ class Row:
         self.detail = detail
 
     def example(self) -> dict[str, Any]:
-        row: dict[str, Any] = {"id": self.id, "input": self.input, "output": self.output}
-        if self.context:
-            row["context"] = self.context
-        if self.metadata:
-            row["metadata"] = self.metadata
-        return row
+        # The same JSONL row shape as every other Example the platform writes.
+        return Example(input=self.input, output=self.output, context=self.context, id=self.id,
+                       metadata=self.metadata).to_dict()
