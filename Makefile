@@ -40,7 +40,7 @@ test-all: setup check-protos
 	$(CORE) -m pytest -q -ra -m "not k8s" --durations=25 $(PYTEST_ARGS)
 
 test-reliability: setup
-	$(CORE) -m pytest -q -ra tests/reliability tests/e2e $(PYTEST_ARGS)
+	$(CORE) -m pytest -q -ra tests/reliability $(PYTEST_ARGS)
 
 test-k8s: setup
 	scripts/build-kube-apiserver.sh

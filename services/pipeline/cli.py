@@ -75,7 +75,14 @@ def _parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        overrides.setdefault(section, {})[name] = value
+        # validation.near_duplicate.threshold=0.6 → {"validation": {"near_duplicate": {"threshold": 0.6}}}
+        target = overrides.setdefault(section, {})
+        *parents, leaf = name.split(".")
+        for parent in parents:
+            if not isinstance(target.setdefault(parent, {}), dict):
+                raise CliError(f"--set {pair!r}: {section}.{parent} is set to a value and also used as a section")
+            target = target[parent]
+        target[leaf] = value
     return overrides
 
 
@@ -266,11 +273,14 @@ def cmd_retune(args: argparse.Namespace) -> None:
     from distillery.v1 import common_pb2
 
     stub = pipeline_pb2_grpc.PipelineServiceStub(_channel("pipeline"))
-    request = pipeline_pb2.StartRetuneRequest(job=args.job, overrides=struct_from(_parse_overrides(args.set or [])))
+    overrides = _parse_overrides(args.set or [])
+    request = pipeline_pb2.StartRetuneRequest(job=args.job, overrides=struct_from(overrides))
     if args.student:
         request.student.CopyFrom(common_pb2.ModelRef(uri=args.student))
     operation = _rpc(lambda: stub.StartRetune(request, timeout=30), "pipeline")
-    print(f"retune job {operation.name.rsplit('/', 1)[-1]} (reusing the validated data of {args.job})")
+    reused = "generated rows, validated again with the new settings" if overrides.get("validation") \
+        else "validated data"
+    print(f"retune job {operation.name.rsplit('/', 1)[-1]} (reusing the {reused} of {args.job})")
     if not args.detach:
         print_job(follow(operation.name))
 
@@ -320,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", default="")
     p.add_argument("--max-tokens", type=int, default=64)
     p.set_defaults(func=cmd_predict)
-    p = sub.add_parser("retune", help="train again on a job's validated data")
+    p = sub.add_parser("retune", help="train again on a job's data (validated again if --set validation.* is given)")
     p.add_argument("job")
     p.add_argument("--student")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE")

@@ -11,7 +11,7 @@ from services.common.artifacts import Artifact
 from services.common.convert import task_from_proto
 from services.common.errors import InvalidArgument, NotFound
 from services.common.jobs import JobRunner, OperationContext
-from services.pipeline.orchestrator import DistillationRunner
+from services.pipeline.orchestrator import DistillationRunner, deep_merge
 from services.pipeline.stages import JobState, StateFile
 from services.pipeline.workers import Workers
 
@@ -62,8 +62,13 @@ def make_handlers(runner: JobRunner, workers: Workers) -> None:
         if request.get("student", {}).get("uri"):
             spec.student = request["student"]["uri"]
         inputs = {k: _artifact(base.get(k)) for k in ("seeds", "test", "context")}
-        overrides = {**(base.get("overrides") or {}), **(request.get("overrides") or {})}
-        return DistillationRunner(ctx, workers, spec, inputs, overrides, retune_of=job_state(runner, source_name)).run()
+        new = request.get("overrides") or {}
+        overrides = deep_merge(base.get("overrides") or {}, new)
+        # New validation settings mean the generated rows are validated again; otherwise the
+        # validated rows are reused as they are.
+        reuse = ("generate",) if new.get("validation") else ("generate", "validate")
+        return DistillationRunner(ctx, workers, spec, inputs, overrides, retune_of=job_state(runner, source_name),
+                                  reuse=reuse).run()
 
     runner.register("distillation", distill)
     runner.register("retune", retune)

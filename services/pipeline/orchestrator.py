@@ -19,27 +19,39 @@ log = logging.getLogger(__name__)
 DEFAULT_TARGET_COUNT = 200
 DEFAULT_QUALITY_GATE = 0.8
 # Keys of the evaluation section that the pipeline itself reads; the rest goes to the evaluator.
-PIPELINE_EVALUATION_KEYS = frozenset({"quality_gate", "seed_only_baseline"})
+PIPELINE_EVALUATION_KEYS = frozenset({"quality_gate", "seed_only_baseline", "candidates"})
+CANDIDATE_NAMES = ("teacher", "student", "base-student", "seed-only-student")
 STAGE_SERVICE = {"generate": "generator", "validate": "validator", "train": "trainer", "train_seed_only": "trainer",
                  "evaluate": "evaluator", "export": "serving", "deploy": "serving"}
 RETRY_HINT = "fix the cause, then rerun the same `distillery run` command (or `distillery retry JOB`): " \
              "finished stages are not redone"
 
 
+def deep_merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` over ``base``, mapping by mapping: overriding ``near_duplicate.threshold`` keeps the
+    task's other ``near_duplicate`` settings."""
+    merged = dict(base)
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def merged_settings(spec: TaskSpec, overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    settings = {k: dict(v) for k, v in spec.settings.items()}
     for section, values in (overrides or {}).items():
         if not isinstance(values, dict):
             raise InvalidArgument(f"override {section!r} must be a mapping of settings")
-        settings.setdefault(section, {}).update(values)
-    return settings
+    return deep_merge({k: dict(v) for k, v in spec.settings.items()}, overrides or {})
 
 
 class DistillationRunner:
     """One job. ``run`` is called again after a pipeline restart and continues where it was."""
 
     def __init__(self, ctx: OperationContext, workers: Workers, spec: TaskSpec, inputs: dict[str, Artifact | None],
-                 overrides: dict[str, Any], retune_of: JobState | None = None) -> None:
+                 overrides: dict[str, Any], retune_of: JobState | None = None,
+                 reuse: tuple[str, ...] = ("generate", "validate")) -> None:
         self.ctx = ctx
         self.workers = workers
         self.spec = spec
@@ -49,8 +61,8 @@ class DistillationRunner:
         state = self.state_file.load()
         if state is None:
             state = JobState.new(ctx.name, spec.name)
-            if retune_of is not None:  # reuse the validated data of another job
-                for name in ("generate", "validate"):
+            if retune_of is not None:  # reuse the generated (and validated) data of another job
+                for name in reuse:
                     src = retune_of.stage(name)
                     if src.state != SUCCEEDED:
                         raise FailedPrecondition(f"job {retune_of.name} has no finished {name} stage to reuse")
@@ -181,7 +193,10 @@ class DistillationRunner:
             return
         self._train("train_seed_only", artifact_request(self.inputs["seeds"]))
 
-    def evaluate(self) -> None:
+    def _candidates(self) -> list[dict[str, Any]]:
+        """Teacher, trained student, base student and (when trained) the seed-only student; the
+        ``evaluation.candidates`` setting narrows that down (a retune that only compares
+        students need not score the teacher again)."""
         merged = self._artifact("train", "merged")
         candidates = [
             {"name": "teacher", "kind": "CANDIDATE_KIND_TEACHER", "model": {"uri": self.spec.teacher}},
@@ -192,6 +207,19 @@ class DistillationRunner:
             seed_only = self._artifact("train_seed_only", "merged")
             candidates.append({"name": "seed-only-student", "kind": "CANDIDATE_KIND_STUDENT",
                                "model": {"uri": seed_only["uri"], "format": "MODEL_FORMAT_HF"}})
+        wanted = self.settings.get("evaluation", {}).get("candidates")
+        if wanted is None:
+            return candidates
+        if isinstance(wanted, str):
+            wanted = [wanted]
+        unknown = sorted(set(wanted) - set(CANDIDATE_NAMES))
+        if unknown or not wanted or "student" not in wanted:
+            raise InvalidArgument(f"evaluation.candidates {list(wanted)!r}: a list of {', '.join(CANDIDATE_NAMES)} "
+                                  "that includes \"student\"" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+        return [c for c in candidates if c["name"] in wanted]
+
+    def evaluate(self) -> None:
+        candidates = self._candidates()
         request = {"task": task_request(self.spec), "test": artifact_request(self.inputs["test"]),
                    "seeds": artifact_request(self.inputs["seeds"]), "candidates": candidates,
                    "config": struct_request({k: v for k, v in self.settings.get("evaluation", {}).items()
@@ -204,7 +232,19 @@ class DistillationRunner:
                      {"scores": result.get("scores", []), "primary_metric": result.get("primary_metric"),
                       "student_teacher_ratio": self.state.student_teacher_ratio})
 
+    def _skip_unless_deploying(self, name: str) -> bool:
+        """``serving.deploy: false`` ends the job after evaluation (e.g. a sweep of retunes that
+        only compares scores)."""
+        if self.settings.get("serving", {}).get("deploy", True) in (False, "false", 0):
+            stage = self.state.stage(name)
+            stage.state, stage.summary = SKIPPED, {"reason": "serving.deploy is off"}
+            self._save()
+            return True
+        return False
+
     def export(self) -> None:
+        if self._skip_unless_deploying("export"):
+            return
         serving = self.settings.get("serving", {})
         quantizations = [f"QUANTIZATION_{q.upper()}" for q in serving.get("quantizations", ["int8"])]
         request = {"task": task_request(self.spec),
@@ -232,6 +272,8 @@ class DistillationRunner:
         return "QUANTIZATION_NONE"
 
     def deploy(self) -> None:
+        if self._skip_unless_deploying("deploy"):
+            return
         serving = self.settings.get("serving", {})
         stage = self.state.stage("deploy")
         stage.state = RUNNING

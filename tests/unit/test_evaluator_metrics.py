@@ -102,6 +102,22 @@ def test_extraction_schema_validity_nulls_and_whitespace():
     assert extraction.flatten_fields({"a": {"b": [1, None]}}) == {("a.b[]", "1.0"): 1}
 
 
+def test_extraction_entities_in_a_list_count_only_with_text_and_type_right():
+    gold = '{"entities": [{"text": "EU", "type": "ORG"}, {"text": "German", "type": "MISC"}, {"text": "Peter", "type": "PER"}]}'
+    # Types swapped between EU and German: under leaf-by-leaf scoring this would be a perfect 1.0.
+    swapped = '{"entities": [{"text": "EU", "type": "MISC"}, {"text": "German", "type": "ORG"}, {"text": " Peter ", "type": "PER"}]}'
+    scores = extraction.evaluate([gold], [swapped])
+    assert scores.metrics["field_precision"] == pytest.approx(1 / 3)   # only Peter (whitespace folded)
+    assert scores.metrics["field_recall"] == pytest.approx(1 / 3)
+    assert scores.metrics["exact_match"] == 0.0
+    # Order does not matter; a missing entity costs recall, an extra one precision: P 2/3, R 2/3.
+    reordered = '{"entities": [{"type": "PER", "text": "Peter"}, {"text": "EU", "type": "ORG"}, {"text": "Bonn", "type": "LOC"}]}'
+    scores = extraction.evaluate([gold], [reordered])
+    assert scores.metrics["field_f1"] == pytest.approx(2 / 3)
+    assert extraction.flatten_fields({"e": [{"text": "EU", "type": "ORG", "x": None}, {}]}) == \
+        {("e[]", '{"text":"EU","type":"ORG"}'): 1}
+
+
 # ----- QA ---------------------------------------------------------------------------------------
 def test_qa_exact_match_token_f1_rouge_l():
     assert qa.exact_match("The Eiffel Tower!", "eiffel tower") == 1.0

@@ -2,8 +2,11 @@
 
 Fields are the leaves of the answer object, named by their path: ``{"a": {"b": 1}, "c": [2, 3]}``
 has the fields ``a.b = 1``, ``c[] = 2`` and ``c[] = 3`` (list items are an unordered multiset, so
-the order a model lists entities in does not matter). A ``null`` leaf is "not found" and is no
-field. Strings are compared with surrounding and repeated whitespace folded; numbers by value
+the order a model lists entities in does not matter). An object inside a list is one field as a
+whole: ``{"entities": [{"text": "EU", "type": "ORG"}]}`` has the single field
+``entities[] = {"text": "EU", "type": "ORG"}``, so an entity counts as found only with its text
+and its type right (entity-level F1, as CoNLL scores it), never as two half-credits that could
+pair a text with another entity's type. A ``null`` leaf is "not found" and is no field. Strings are compared with surrounding and repeated whitespace folded; numbers by value
 (1 == 1.0). Field precision/recall/F1 are micro-averaged over the whole test set: every field
 counts once, so an example with many fields weighs more than one with few. A prediction that is
 not a JSON object is malformed: its fields count as missed (recall drops), none as predicted."""
@@ -40,15 +43,35 @@ def _leaf(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+def _canonical(value: Any) -> Any:
+    """A record compared as one unit: strings whitespace-folded, numbers as floats, nulls and
+    empty keys dropped, lists as sorted multisets."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in sorted(value.items()) if v is not None}
+    if isinstance(value, list):
+        return sorted((_canonical(v) for v in value if v is not None), key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(value, str):
+        return " ".join(value.split())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def flatten_fields(value: Any, path: str = "") -> Counter[tuple[str, str]]:
-    """Multiset of (path, canonical leaf value) pairs."""
+    """Multiset of (path, canonical leaf value) pairs; an object in a list is one leaf."""
     fields: Counter[tuple[str, str]] = Counter()
     if isinstance(value, dict):
         for key, item in value.items():
             fields += flatten_fields(item, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list):
         for item in value:
-            fields += flatten_fields(item, f"{path}[]")
+            if isinstance(item, dict):
+                record = _canonical(item)
+                if record:
+                    fields[(f"{path}[]", json.dumps(record, ensure_ascii=False, sort_keys=True,
+                                                    separators=(",", ":")))] += 1
+            else:
+                fields += flatten_fields(item, f"{path}[]")
     elif value is not None:
         fields[(path, _leaf(value))] += 1
     return fields
