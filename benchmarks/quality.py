@@ -55,7 +55,7 @@ BENCH_PORTS = {"pipeline": 50150, "generator": 50151, "validator": 50152, "train
                "serving": 50155}
 
 
-def run_task(task_dir: Path, overrides: dict, task_overrides: dict, timeout: float) -> dict:
+def run_task(task_dir: Path, overrides: dict, task_overrides: dict) -> dict:
     from google.protobuf import json_format
 
     from services.common.taskspec import load_task
@@ -176,7 +176,6 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     parser.add_argument("--sweep", choices=["auto", "always", "never"], default="auto",
                         help="retune with each filter preset: when synthetic data lost (auto), always, or never")
-    parser.add_argument("--timeout", type=float, default=3600.0, help="per task")
     parser.add_argument("--keep-running", action="store_true")
     args = parser.parse_args()
     home = ROOT / ".cache" / "bench-quality"
@@ -201,7 +200,7 @@ def main() -> int:
     try:
         for task in args.tasks:
             print(f"== {task} ==", flush=True)
-            result = run_task(ROOT / "examples" / task, overrides, task_overrides, args.timeout)
+            result = run_task(ROOT / "examples" / task, overrides, task_overrides)
             result["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             result["overrides"] = overrides
             lost = result.get("verdict") and not result["verdict"]["synthetic_beat_seed_only"]

@@ -76,7 +76,8 @@ class PipelineServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartRetune(self, request, context):
-        """Re-runs training onward on a job's validated data with another student or settings.
+        """Re-runs training onward on a job's validated data with another student or settings; with
+        validation overrides it validates the job's generated rows again first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
