@@ -198,21 +198,33 @@ def main() -> int:
     previous = RESULTS_FILE.exists() and json.loads(RESULTS_FILE.read_text()).get("tasks") or []
     results = {r["task"]: r for r in previous}
     try:
+        # Every task first, then the filter sweeps: the main numbers of all tasks come before the
+        # (long) retunes, and each is saved as soon as it exists.
         for task in args.tasks:
             print(f"== {task} ==", flush=True)
             result = run_task(ROOT / "examples" / task, overrides, task_overrides)
             result["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             result["overrides"] = overrides
+            results[result["task"]] = result
+            save(list(results.values()))
+        for task in args.tasks:
+            result = results[load_task_name(ROOT / "examples" / task)]
             lost = result.get("verdict") and not result["verdict"]["synthetic_beat_seed_only"]
             if result["rows"] and (args.sweep == "always" or (args.sweep == "auto" and lost)):
+                print(f"== {task}: filter sweep ==", flush=True)
                 sweep_filters(result)
-            results[result["task"]] = result
-            save(list(results.values()))  # after every task: a later failure keeps this one
+                save(list(results.values()))
     finally:
         if not args.keep_running:
             cluster.down()
     print(markdown(list(results.values())))
     return 0
+
+
+def load_task_name(task_dir: Path) -> str:
+    from services.common.taskspec import load_task
+
+    return load_task(task_dir).spec.name
 
 
 def save(results: list[dict]) -> None:
