@@ -75,11 +75,25 @@ class VllmBackend:
                 self._llm = LLM(model=str(self.model_path), tokenizer=str(self.model_path),
                                 dtype=self.dtype or default_dtype(), max_model_len=self.max_model_len,
                                 seed=self.seed, enable_prefix_caching=True,
-                                enforce_eager=os.environ.get("DISTILLERY_VLLM_EAGER", "1") == "1")
+                                enforce_eager=os.environ.get("DISTILLERY_VLLM_EAGER", "1") == "1",
+                                **self._scheduler_options())
                 self._tokenizer = self._llm.get_tokenizer()
                 self.start_seconds = time.time() - started
                 log.info("vLLM engine ready in %.1fs", self.start_seconds)
             return self._llm
+
+    def _scheduler_options(self) -> dict[str, Any]:
+        """On CPU, no chunked prefill: vLLM drops the token it sampled for a request whose prompt
+        was only partly prefilled and rewinds that request's seeded generator with
+        ``set_offset`` — which a CPU ``torch.Generator`` does not have, so the engine dies
+        ("CPU Generator does not use offset"; long prompts such as open-book passages in a full
+        batch trigger it). Whole prompts per step avoid the rewind; the budget must then hold the
+        longest prompt."""
+        import torch
+
+        if torch.cuda.is_available():
+            return {}
+        return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(self.max_model_len, 4096)}
 
     def warm_up(self) -> None:
         _ = self.llm
