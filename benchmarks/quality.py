@@ -154,7 +154,7 @@ def sweep_filters(result: dict) -> None:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| task | metric | test | teacher | trained student | seed-only student | base student | student vs teacher latency | synthetic beat seed-only? |",
+    lines = ["| task | metric | test | teacher | trained student | seed-only student | base student | p50 latency student / teacher | synthetic beat seed-only? |",
              "|---|---|---|---|---|---|---|---|---|"]
     for res in results:
         if not res["rows"]:
@@ -162,11 +162,13 @@ def markdown(results: list[dict]) -> str:
             continue
         value = {r["candidate"]: r["value"] for r in res["rows"]}
         fmt = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
-        speed = next((r["speedup_vs_teacher"] for r in res["rows"] if r["candidate"] == "student"), None)
+        latency = {r["candidate"]: r["latency_p50_ms"] for r in res["rows"]}
+        speed = (f"{latency['student']:.0f} / {latency['teacher']:.0f} ms"
+                 if latency.get("student") and latency.get("teacher") else "—")
         verdict = res["verdict"]["summary"] if res.get("verdict") else "seed-only baseline not run"
         lines.append(f"| {res['task']} | {res['primary_metric']} | {res['test_examples']} | {fmt(value.get('teacher'))} | "
                      f"{fmt(value.get('student'))} | {fmt(value.get('seed-only-student'))} | "
-                     f"{fmt(value.get('base-student'))} | {'—' if speed is None else f'{speed:.1f}x faster'} | {verdict} |")
+                     f"{fmt(value.get('base-student'))} | {speed} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -177,7 +179,14 @@ def main() -> int:
     parser.add_argument("--sweep", choices=["auto", "always", "never"], default="auto",
                         help="retune with each filter preset: when synthetic data lost (auto), always, or never")
     parser.add_argument("--keep-running", action="store_true")
+    parser.add_argument("--table-only", action="store_true",
+                        help="print the table of the saved results (and re-save them) without running anything")
     args = parser.parse_args()
+    if args.table_only:
+        saved = json.loads(RESULTS_FILE.read_text())["tasks"] if RESULTS_FILE.exists() else []
+        save(saved)
+        print(markdown(saved))
+        return 0
     home = ROOT / ".cache" / "bench-quality"
     env = {f"DISTILLERY_{k.upper()}_PORT": str(v) for k, v in BENCH_PORTS.items()}
     env.update({f"DISTILLERY_{k.upper()}_ADDR": f"127.0.0.1:{v}" for k, v in BENCH_PORTS.items()})
@@ -232,7 +241,9 @@ def save(results: list[dict]) -> None:
     ratios = [r["student_teacher_ratio"] for r in results if r.get("student_teacher_ratio")]
     mean = round(sum(ratios) / len(ratios), 4) if ratios else None
     write_result("quality", {
-        "name": "quality", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+        # The newest measurement; each task carries its own date.
+        "name": "quality", "date": max((r["date"] for r in results if r.get("date")), default=None),
+        "machine": machine(),
         "baseline": {"what": "the teacher on the same held-out examples (student/teacher ratio of the primary metric)",
                      "value": 1.0},
         "value": mean, "unit": "student/teacher primary metric (mean over tasks)", "ratio": mean,
