@@ -34,6 +34,22 @@ def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
     return json_format.MessageToDict(message) if message is not None else {}
 
 
+def schema_from_struct(message: struct_pb2.Struct) -> dict[str, Any]:
+    """A JSON Schema back from a Struct. Struct keeps every number as a double, but keywords such
+    as ``minLength`` or ``maxItems`` must be integers (structured-output grammars refuse 1.0), so
+    integral numbers come back as ints."""
+    def restore(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: restore(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [restore(v) for v in value]
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    return restore(struct_to_dict(message))
+
+
 def artifact_to_proto(artifact: Artifact | dict[str, Any] | None) -> common_pb2.ArtifactRef:
     if artifact is None:
         return common_pb2.ArtifactRef()
@@ -73,7 +89,7 @@ def task_from_proto(message: common_pb2.TaskSpec) -> TaskSpec:
 
     if message.type not in TASK_TYPE_FROM_PROTO:
         raise InvalidArgument("task.type is missing or unknown; set one of " + ", ".join(TASK_TYPE_TO_PROTO))
-    schema = struct_to_dict(message.output_schema) if message.HasField("output_schema") else None
+    schema = schema_from_struct(message.output_schema) if message.HasField("output_schema") else None
     return TaskSpec(
         name=message.name or "task",
         type=TASK_TYPE_FROM_PROTO[message.type],
@@ -81,7 +97,7 @@ def task_from_proto(message: common_pb2.TaskSpec) -> TaskSpec:
         labels=list(message.labels),
         label_descriptions=dict(message.label_descriptions),
         output_schema=schema or None,
-        tools=[Tool(t.name, t.description, struct_to_dict(t.parameters)) for t in message.tools],
+        tools=[Tool(t.name, t.description, schema_from_struct(t.parameters)) for t in message.tools],
         allow_no_call=message.allow_no_call,
         input_description=message.input_description,
         judge_instructions=message.judge_instructions,

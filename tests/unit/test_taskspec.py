@@ -51,3 +51,14 @@ def test_tool_call_outputs_are_checked_against_the_tool_schema() -> None:
         check_output(spec, [])
     spec.allow_no_call = True
     assert check_output(spec, []) == "[]"
+
+
+def test_a_schema_survives_the_proto_round_trip_with_integer_keywords() -> None:
+    """Struct stores numbers as doubles; vLLM's grammar refuses ``minLength: 1.0``."""
+    from services.common.convert import task_from_proto, task_to_proto
+
+    spec = load_task(EXAMPLES / "conll-entities").spec
+    back = task_from_proto(task_to_proto(spec))
+    text = back.output_schema["properties"]["entities"]["items"]["properties"]["text"]
+    assert text == {"type": "string", "minLength": 1} and isinstance(text["minLength"], int)
+    assert back.output_schema == spec.output_schema
