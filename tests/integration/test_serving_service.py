@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,6 +21,7 @@ from inference import grpc_predict_v2_pb2_grpc as oip_grpc
 from services.common.client import OperationsClient
 from services.common.convert import task_to_proto
 from services.serving.testing import SENTIMENT, SENTIMENT_EXAMPLES, cached_tiny_student
+from tests.helpers.load import hammer
 from tests.helpers.services import free_port, start_service_process
 
 INPUTS = [text for text, _ in SENTIMENT_EXAMPLES[:4]] + ["The package was left at the door."]
@@ -248,38 +248,19 @@ def _rss_kb(pid: int) -> int:
 
 def _hammer(served, clients: int, seconds: float | None, requests_each: int = 2) -> tuple[int, list[str]]:
     """``clients`` threads alternating typed Predict and OpenAI calls; returns (calls, errors)."""
-    import time
+    stub, client = served["stub"], _openai(served)
 
-    stub, errors, calls = served["stub"], [], [0]
-    client = _openai(served)
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds if seconds else None
+    def call(i: int, n: int) -> None:
+        text = INPUTS[(i + n) % len(INPUTS)]
+        if (i + n) % 2:
+            out = stub.Predict(serving_pb2.PredictRequest(model_name="sentiment", inputs=[text]),
+                               timeout=120).predictions[0].output
+        else:
+            out = client.chat.completions.create(model="sentiment", messages=[
+                {"role": "user", "content": text}]).choices[0].message.content
+        assert out in SENTIMENT.labels, out
 
-    def worker(i: int) -> None:
-        n = 0
-        while (deadline and time.monotonic() < deadline) or (not deadline and n < requests_each):
-            text = INPUTS[(i + n) % len(INPUTS)]
-            try:
-                if (i + n) % 2:
-                    out = stub.Predict(serving_pb2.PredictRequest(model_name="sentiment", inputs=[text]),
-                                       timeout=120).predictions[0].output
-                else:
-                    out = client.chat.completions.create(model="sentiment", messages=[
-                        {"role": "user", "content": text}]).choices[0].message.content
-                assert out in SENTIMENT.labels, out
-            except Exception as exc:  # noqa: BLE001 — counted, reported below
-                with lock:
-                    errors.append(repr(exc)[:300])
-            n += 1
-            with lock:
-                calls[0] += 1
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return calls[0], errors
+    return hammer(call, clients, seconds, requests_each)
 
 
 def test_32_concurrent_clients_no_errors(served):

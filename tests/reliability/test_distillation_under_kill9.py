@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import signal
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -42,6 +41,7 @@ from services.common.convert import artifact_to_proto, struct_from, task_to_prot
 from services.common.taskspec import load_task
 from services.pipeline.cli import task_request_id, upload_task
 from services.trainer.checkpoint import list_checkpoints
+from tests.helpers.load import hammer
 from tests.helpers.services import ServiceProcess, free_port, start_service_process, vllm_python
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,7 +210,15 @@ def test_distillation_survives_kill9_of_every_long_running_service(platform) -> 
     reply = serving.Predict(serving_pb2.PredictRequest(model_name="news-topic", inputs=[bundle.test[0].input]),
                             timeout=120)
     assert reply.predictions[0].output in bundle.spec.labels
-    calls, errors = _hammer(serving, [e.input for e in bundle.test[:32]], bundle.spec.labels, SOAK_SECONDS)
+    inputs = [e.input for e in bundle.test[:32]]
+
+    def predict(i: int, n: int) -> None:
+        out = serving.Predict(serving_pb2.PredictRequest(model_name="news-topic",
+                                                         inputs=[inputs[(i + n) % len(inputs)]]),
+                              timeout=120).predictions[0].output
+        assert out in bundle.spec.labels, out
+
+    calls, errors = hammer(predict, clients=32, seconds=SOAK_SECONDS)
     assert errors == [] and calls >= 32, (calls, errors[:5])
 
     # --- a retune with other filter settings validates the same generated rows again ---------
@@ -266,34 +274,3 @@ def _comm(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
     except OSError:
         return ""
-
-
-def _hammer(stub: serving_pb2_grpc.ServingServiceStub, inputs: list[str], labels: dict[str, str],
-            seconds: float, clients: int = 32) -> tuple[int, list[str]]:
-    """``clients`` threads calling Predict for ``seconds``; returns (calls, errors)."""
-    errors: list[str] = []
-    calls = [0]
-    lock = threading.Lock()
-    deadline = time.monotonic() + seconds
-
-    def worker(i: int) -> None:
-        n = 0
-        while n == 0 or time.monotonic() < deadline:
-            try:
-                out = stub.Predict(serving_pb2.PredictRequest(model_name="news-topic",
-                                                              inputs=[inputs[(i + n) % len(inputs)]]),
-                                   timeout=120).predictions[0].output
-                assert out in labels, out
-            except Exception as exc:  # noqa: BLE001 — counted and reported by the caller
-                with lock:
-                    errors.append(repr(exc)[:300])
-            n += 1
-            with lock:
-                calls[0] += 1
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return calls[0], errors
