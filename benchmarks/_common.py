@@ -28,7 +28,14 @@ def machine() -> dict[str, Any]:
             gpu = torch.cuda.get_device_name(0)
     except ImportError:
         pass
-    return {"cores": os.cpu_count(), "cpu": cpu, "gpu": gpu, "python": platform.python_version()}
+    memory_gib = None
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split("MemTotal:", 1)[1].split()[0])
+        memory_gib = round(kib / 2**20)
+    except (OSError, IndexError, ValueError):
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "gpu": gpu, "memory_gib": memory_gib,
+            "python": platform.python_version()}
 
 
 def write_result(name: str, data: dict[str, Any]) -> Path:

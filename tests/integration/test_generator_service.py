@@ -114,6 +114,9 @@ def test_complete_with_constraints(generator: ServiceProcess) -> None:
     for completion in reply.completions:
         value = json.loads(completion.text)
         assert set(value) == {"name", "city"}
+        # Compact JSON: the engine is built with disable_any_whitespace (a weak teacher otherwise
+        # pads answers with newlines until max_tokens).
+        assert completion.text == json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def test_label_gives_teacher_answers_with_probabilities(generator: ServiceProcess) -> None:
