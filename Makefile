@@ -28,15 +28,15 @@ up: setup
 down:
 	-.venvs/core/bin/distillery down
 
-# The README's test command (CI runs exactly this): contract checks, then every test but the
+# The README's test command (CI runs exactly this): contract checks and lint, then every test but the
 # long ones marked `slow` (the end-to-end distillation with a pipeline kill is NOT slow-marked:
 # every CI run distils a task through all six real services).
-test: setup check-protos
+test: setup check-protos lint
 	$(CORE) -m pytest -q -ra -m "not slow and not k8s" --durations=15 $(PYTEST_ARGS)
 
 # Everything, the slow tests too (generator ≥50-row runs and kill -9, trainer kill/resume, the
 # 60 s serving soak, vllm serve): about an hour on 2 cores.
-test-all: setup check-protos
+test-all: setup check-protos lint
 	$(CORE) -m pytest -q -ra -m "not k8s" --durations=25 $(PYTEST_ARGS)
 
 test-reliability: setup
@@ -66,8 +66,9 @@ bench-serving: setup
 bench-quality: setup
 	$(CORE) benchmarks/quality.py
 
+# Rules in pyproject.toml ([tool.ruff.lint]); `ruff check --fix` mends most findings.
 lint: setup
-	$(CORE) -m ruff check services tests benchmarks || true
+	$(CORE) -m ruff check services tests benchmarks examples scripts
 
 clean:
 	rm -rf .venvs .cache .distillery

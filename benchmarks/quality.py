@@ -123,9 +123,9 @@ def read_report(job) -> dict | None:
 def sweep_filters(result: dict) -> None:
     """Retune the task's job with each filter preset and record the student's score; the closest
     to (or above) the seed-only student is named in the result."""
+    from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc
     from google.protobuf import json_format
 
-    from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc
     from services.common.convert import struct_from
     from services.pipeline import cli
 

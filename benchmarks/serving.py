@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -32,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import machine  # noqa: E402
-
 from services.common.taskspec import TaskSpec  # noqa: E402
 from services.serving.export import export_onnx  # noqa: E402
 from services.serving.parity import TorchReference, check_parity  # noqa: E402

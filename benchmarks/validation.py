@@ -10,11 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import machine  # noqa: E402
-
 from services.common.taskspec import TaskSpec, normalize_text  # noqa: E402
 from services.validator.config import build_config  # noqa: E402
 from services.validator.filters.length import load_token_counter  # noqa: E402

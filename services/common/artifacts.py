@@ -21,9 +21,10 @@ import posixpath
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 import fsspec
@@ -46,7 +47,7 @@ class Artifact:
         return {"uri": self.uri, "sha256": self.sha256, "size": self.size}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> "Artifact":
+    def from_dict(cls, data: dict[str, object]) -> Artifact:
         return cls(uri=str(data["uri"]), sha256=str(data.get("sha256", "")), size=int(data.get("size", 0) or 0))
 
 

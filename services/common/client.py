@@ -4,17 +4,19 @@ operations helper (get / wait / watch / cancel, unpacking metadata and results).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import grpc
+from distillery.v1 import common_pb2
+from distillery.v1 import operations_pb2_grpc as dist_ops_grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from distillery.v1 import common_pb2, operations_pb2_grpc as dist_ops_grpc
 from services.common.config import DEFAULT_MAX_MESSAGE_BYTES
 
 M = TypeVar("M", bound=Message)

@@ -82,7 +82,7 @@ class ServiceConfig:
         return f"{self.host}:{self.port}"
 
     @classmethod
-    def from_env(cls, service: str, env: dict[str, str] | None = None) -> "ServiceConfig":
+    def from_env(cls, service: str, env: dict[str, str] | None = None) -> ServiceConfig:
         env = dict(os.environ if env is None else env)
         home = Path(env.get("DISTILLERY_HOME") or default_home()).resolve()
         peers = {

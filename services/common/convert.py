@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from distillery.v1 import common_pb2
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
-from distillery.v1 import common_pb2
 from services.common.artifacts import Artifact
 from services.common.taskspec import TaskSpec, Tool
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from gguf import GGUFReader
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 

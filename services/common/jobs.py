@@ -9,15 +9,23 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from services.common.artifacts import ArtifactStore
 from services.common.errors import Cancelled, DistilleryError, InvalidArgument
-from services.common.operations import (CANCELLED, FAILED, PENDING, RUNNING, SUCCEEDED, OperationRecord,
-                                        OperationStore)
+from services.common.operations import (
+    CANCELLED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    OperationRecord,
+    OperationStore,
+)
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +36,7 @@ class OperationContext:
     """What a handler sees: its request, a private work directory that survives restarts, the
     artifact store, progress reporting and cooperative cancellation."""
 
-    def __init__(self, record: OperationRecord, runner: "JobRunner", cancel_event: threading.Event) -> None:
+    def __init__(self, record: OperationRecord, runner: JobRunner, cancel_event: threading.Event) -> None:
         self.record = record
         self.name = record.name
         self.request = record.request

@@ -3,15 +3,18 @@ edge that turns OperationRecords into Operation messages."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import grpc
+from distillery.v1 import common_pb2
+from distillery.v1 import operations_pb2 as dist_ops_pb2
+from distillery.v1 import operations_pb2_grpc as dist_ops_grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from distillery.v1 import common_pb2, operations_pb2 as dist_ops_pb2, operations_pb2_grpc as dist_ops_grpc
 from services.common.convert import dict_to_message
 from services.common.jobs import JobRunner
 from services.common.operations import OperationRecord

@@ -10,9 +10,10 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -185,7 +186,7 @@ class DistilleryServer:
         self._stopped = threading.Event()
         self.metrics_server: Any = None
 
-    def start(self) -> "DistilleryServer":
+    def start(self) -> DistilleryServer:
         if self.config.metrics_port > 0:
             self.metrics_server, _ = start_http_server(self.config.metrics_port, addr=self.config.host,
                                                         registry=self.metrics.registry)

@@ -74,7 +74,7 @@ class TaskSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TaskSpec":
+    def from_dict(cls, data: dict[str, Any]) -> TaskSpec:
         data = dict(data)
         data["tools"] = [Tool(**tool) if isinstance(tool, dict) else tool for tool in data.get("tools", [])]
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
@@ -101,7 +101,7 @@ class Example:
         return row
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "Example":
+    def from_dict(cls, row: dict[str, Any]) -> Example:
         return cls(input=str(row.get("input", "")), output=str(row.get("output", "")),
                    context=str(row.get("context") or ""), id=str(row.get("id") or ""),
                    metadata=dict(row.get("metadata") or {}))

@@ -19,9 +19,10 @@ import logging
 import os
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from services.common.artifacts import ArtifactStore
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -72,7 +73,7 @@ class EvalOptions:
     listed_malformed: int = 20       # malformed predictions listed per candidate in report.md
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "EvalOptions":
+    def from_dict(cls, data: dict[str, Any] | None) -> EvalOptions:
         data = dict(data or {})
         unknown = sorted(set(data) - set(cls.__dataclass_fields__))
         if unknown:
@@ -323,7 +324,7 @@ class OnnxStudentCandidate(Candidate):
             raise FailedPrecondition(f"candidate {self.name} is not loaded")
         results = []
         for example in examples:
-            (pred,), seconds = _timed(lambda: self.generator.predict(
+            (pred,), seconds = _timed(lambda example=example: self.generator.predict(
                 [example.input], [example.context], max_tokens=self.options.new_tokens(self.task),
                 constrained=self.options.constrained))
             results.append(Prediction(pred.output, seconds, pred.completion_tokens, pred.raw,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Union
+from typing import Any, Protocol
 
 # A prompt is raw text (a few-shot continuation for a base model) or a chat (list of messages).
-PromptInput = Union[str, list[dict[str, str]]]
+PromptInput = str | list[dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,11 @@ class Constraint:
     regex: str = ""
 
     @classmethod
-    def choice(cls, choices: list[str] | tuple[str, ...]) -> "Constraint":
+    def choice(cls, choices: list[str] | tuple[str, ...]) -> Constraint:
         return cls(kind="choice", choices=tuple(choices))
 
     @classmethod
-    def json_schema(cls, schema: dict[str, Any]) -> "Constraint":
+    def json_schema(cls, schema: dict[str, Any]) -> Constraint:
         return cls(kind="json", schema=schema)
 
     def structured_outputs(self) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from services.common.taskspec import Example, TaskSpec, parse_examples
 def task_from_request(task: dict[str, Any] | None) -> TaskSpec:
     """The request's TaskSpec (as persisted: a proto-field-name dict) → TaskSpec."""
     from distillery.v1 import common_pb2
+
     from services.common.convert import dict_to_message, task_from_proto
 
     if not task:

@@ -13,9 +13,10 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from services.common.errors import FailedPrecondition
 from services.common.jsonl import JsonlAppender, read_jsonl, repair_tail, write_jsonl_atomic
@@ -55,7 +56,7 @@ class JobState:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path) -> "JobState":
+    def load(cls, path: Path) -> JobState:
         if not path.exists():
             return cls()
         try:

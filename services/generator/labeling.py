@@ -9,8 +9,13 @@ from dataclasses import dataclass
 from services.common.taskspec import Example, OutputError, TaskSpec
 from services.generator.backend import Backend, Completion, CompletionRequest
 from services.generator.method import pick_label_shots, row_seed
-from services.generator.prompting import (label_constraint, label_max_tokens, label_stop, parse_label,
-                                          render_label_prompt)
+from services.generator.prompting import (
+    label_constraint,
+    label_max_tokens,
+    label_stop,
+    parse_label,
+    render_label_prompt,
+)
 
 
 @dataclass

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
-from services.generator.backend import Completion, CompletionRequest, Constraint, PromptInput, normalize_probabilities
+from services.generator.backend import (
+    Completion,
+    CompletionRequest,
+    Constraint,
+    PromptInput,
+    normalize_probabilities,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +44,7 @@ class OpenAIConfig:
     structured_mode: str = "structured_outputs"
 
     @classmethod
-    def from_ref(cls, ref: str, settings: dict[str, Any] | None = None) -> "OpenAIConfig":
+    def from_ref(cls, ref: str, settings: dict[str, Any] | None = None) -> OpenAIConfig:
         """``openai:http://host:8000/v1#model-name``, or ``openai`` with generation.base_url,
         generation.model and generation.api_key_env set."""
         settings = dict(settings or {})

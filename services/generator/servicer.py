@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from distillery.v1 import generator_pb2, generator_pb2_grpc
+
 from services.common.artifacts import ArtifactStore
 from services.common.convert import message_to_dict, task_from_proto
 from services.common.errors import InvalidArgument

@@ -45,7 +45,7 @@ class GenerationSettings:
         return (prompt_tokens * self.price_prompt_per_1m + completion_tokens * self.price_completion_per_1m) / 1e6
 
     @classmethod
-    def resolve(cls, request: dict[str, Any], spec: TaskSpec) -> "GenerationSettings":
+    def resolve(cls, request: dict[str, Any], spec: TaskSpec) -> GenerationSettings:
         section = spec.section("generation")
         s = cls()
         s.target = _number(request.get("target_count") or section.get("target") or section.get("num_examples")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from services.common.errors import InvalidArgument
 from services.common.taskspec import DEFAULT_TEACHER, TaskSpec

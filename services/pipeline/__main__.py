@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc
+
 from services.common.runtime import ServiceContext, run_service
 from services.common.server import ServiceRegistration
-from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc
 from services.pipeline.handler import make_handlers
 from services.pipeline.servicer import RESULT_TYPES, PipelineServicer
 from services.pipeline.workers import GrpcWorkers

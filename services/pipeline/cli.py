@@ -10,18 +10,18 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
-from google.protobuf import json_format
-
 from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc, serving_pb2, serving_pb2_grpc
+
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.client import OperationsClient, open_channel, operation_metadata
 from services.common.config import DEFAULT_PORTS, default_home
 from services.common.convert import artifact_to_proto, struct_from, task_to_proto
-from services.common.errors import DistilleryError, InvalidArgument, NotFound
+from services.common.errors import DistilleryError
 from services.common.jsonl import dumps
 from services.common.taskspec import TASK_TYPES, TaskBundle, load_task
 from services.pipeline.processes import REPO, LocalCluster
@@ -176,7 +176,6 @@ def follow(name: str, quiet: bool = False) -> pipeline_pb2.Job:
                         bar = bars[STAGES[index]]
                         progress.start_task(bar)
                         total = meta.counters.get("stage_total") or None
-                        rate = meta.rate
                         progress.update(bar, total=total, completed=meta.counters.get("stage_done", 0),
                                         info=meta.message[:60])
                         for earlier in STAGES[:index]:

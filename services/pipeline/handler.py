@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from distillery.v1 import common_pb2
 from google.protobuf import json_format
 
-from distillery.v1 import common_pb2
 from services.common.artifacts import Artifact
 from services.common.convert import task_from_proto
 from services.common.errors import InvalidArgument, NotFound

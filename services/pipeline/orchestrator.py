@@ -10,8 +10,17 @@ from services.common.artifacts import Artifact
 from services.common.errors import Cancelled, DistilleryError, FailedPrecondition, InvalidArgument
 from services.common.jobs import OperationContext
 from services.common.taskspec import TaskSpec
-from services.pipeline.stages import (FAILED, JOB_NEEDS_ATTENTION, RUNNING, SKIPPED, STAGES, SUCCEEDED, JobState,
-                                      StageState, StateFile)
+from services.pipeline.stages import (
+    FAILED,
+    JOB_NEEDS_ATTENTION,
+    RUNNING,
+    SKIPPED,
+    STAGES,
+    SUCCEEDED,
+    JobState,
+    StageState,
+    StateFile,
+)
 from services.pipeline.workers import Workers, artifact_request, struct_request, task_request
 
 log = logging.getLogger(__name__)

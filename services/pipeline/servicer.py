@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc
 from google.protobuf import json_format
 
-from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc
 from services.common.convert import message_to_dict
 from services.common.errors import InvalidArgument
 from services.common.jobs import JobRunner

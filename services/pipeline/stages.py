@@ -48,14 +48,14 @@ class JobState:
         raise KeyError(name)
 
     @classmethod
-    def new(cls, name: str, task_name: str) -> "JobState":
+    def new(cls, name: str, task_name: str) -> JobState:
         return cls(name=name, task_name=task_name, stages=[StageState(s) for s in STAGES])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "JobState":
+    def from_dict(cls, data: dict[str, Any]) -> JobState:
         stages = [StageState(**s) for s in data.get("stages", [])]
         return cls(**{**data, "stages": stages})
 

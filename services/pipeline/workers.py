@@ -4,16 +4,27 @@ stays grpc-free and testable) and its gRPC implementation."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import grpc
+from distillery.v1 import (
+    common_pb2,
+    evaluator_pb2,
+    evaluator_pb2_grpc,
+    generator_pb2,
+    generator_pb2_grpc,
+    serving_pb2,
+    serving_pb2_grpc,
+    trainer_pb2,
+    trainer_pb2_grpc,
+    validator_pb2,
+    validator_pb2_grpc,
+)
 from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 
-from distillery.v1 import (common_pb2, evaluator_pb2, evaluator_pb2_grpc, generator_pb2, generator_pb2_grpc,
-                           serving_pb2, serving_pb2_grpc, trainer_pb2, trainer_pb2_grpc, validator_pb2,
-                           validator_pb2_grpc)
 from services.common.artifacts import Artifact
 from services.common.client import OperationsClient, open_channel, operation_metadata
 from services.common.convert import artifact_to_proto, message_to_dict, struct_from, task_to_proto

@@ -7,8 +7,9 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
-from typing import Any, Callable, Hashable
+from typing import Any
 
 from services.common.errors import Unavailable
 
@@ -65,7 +66,7 @@ class DynamicBatcher:
             self._run(batch)
             if stop:
                 break
-        for item, future in held:
+        for _item, future in held:
             future.set_exception(Unavailable("the model was unloaded while this request waited; retry"))
         self._drain()
 

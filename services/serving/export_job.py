@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.jsonl import read_jsonl

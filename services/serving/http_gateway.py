@@ -16,7 +16,8 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -103,7 +104,7 @@ class HttpGateway:
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
-    def start(self) -> "HttpGateway":
+    def start(self) -> HttpGateway:
         import uvicorn
 
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", access_log=False,

@@ -15,9 +15,9 @@ from typing import Any
 
 import grpc
 import numpy as np
-
 from inference import grpc_predict_v2_pb2 as pb
 from inference import grpc_predict_v2_pb2_grpc as pb_grpc
+
 from services.common.errors import InvalidArgument
 from services.serving.repository import ModelRepository
 

@@ -21,9 +21,10 @@ import os
 import re
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -205,7 +206,7 @@ class OnnxGenerator:
         self._ort = ort
 
     @classmethod
-    def from_dir(cls, path: Path | str, task_spec: TaskSpec, threads: int | None = None) -> "OnnxGenerator":
+    def from_dir(cls, path: Path | str, task_spec: TaskSpec, threads: int | None = None) -> OnnxGenerator:
         """Open an exported directory (``model.onnx`` + tokenizer), or a bundle (its ``onnx/``)."""
         path = Path(path)
         if not (path / "model.onnx").exists() and (path / "onnx" / "model.onnx").exists():
@@ -392,8 +393,7 @@ class OnnxGenerator:
                 shown[0] = decoded
 
         # Decode step by step in this thread so deltas leave as soon as they exist.
-        for delta in self._stream_steps(prompt, limit, constrained and self.spec.is_structured, on_token, queue):
-            yield delta
+        yield from self._stream_steps(prompt, limit, constrained and self.spec.is_structured, on_token, queue)
 
     def _stream_steps(self, prompt: list[int], limit: int, stop_at_json: bool, on_token: Any,
                       queue: list[str]) -> Iterator[str]:

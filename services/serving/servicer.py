@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import grpc
-
 from distillery.v1 import common_pb2, serving_pb2, serving_pb2_grpc
 from inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+
 from services.common.artifacts import Artifact, sha256_file
-from services.common.convert import (TASK_TYPE_TO_PROTO, dict_to_message, message_to_dict,
-                                     task_from_proto)
+from services.common.convert import TASK_TYPE_TO_PROTO, dict_to_message, message_to_dict, task_from_proto
 from services.common.errors import InvalidArgument, NotFound
 from services.common.jobs import OperationContext
 from services.common.operations_servicer import record_to_operation

@@ -5,8 +5,8 @@ artifact shape the trainer hands to serving, small enough to export in seconds."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from services.common.student_format import render_prompt
 from services.common.taskspec import TaskSpec

@@ -113,7 +113,7 @@ class TrainingConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "TrainingConfig":
+    def from_dict(cls, data: dict[str, Any] | None) -> TrainingConfig:
         """Build from a request's config Struct (numbers arrive as floats, int64 as strings)."""
         data = dict(data or {})
         fields = {f.name: f for f in dataclasses.fields(cls)}

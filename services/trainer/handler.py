@@ -10,12 +10,13 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
-
-from google.protobuf import json_format
+from typing import Any, Protocol
 
 from distillery.v1 import common_pb2
+from google.protobuf import json_format
+
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.convert import task_from_proto
 from services.common.errors import InvalidArgument

@@ -19,9 +19,10 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -32,8 +33,17 @@ from services.common.errors import Cancelled, FailedPrecondition, InvalidArgumen
 from services.common.taskspec import Example, TaskSpec
 from services.trainer.checkpoint import latest_checkpoint, load_checkpoint, restore_rng, save_checkpoint
 from services.trainer.config import ALL_LINEAR, TrainingConfig
-from services.trainer.data import (IGNORE, Batch, Encoded, collate, count_answer_tokens, encode_all, padded_tokens,
-                                   plan_epoch, split_eval)
+from services.trainer.data import (
+    IGNORE,
+    Batch,
+    Encoded,
+    collate,
+    count_answer_tokens,
+    encode_all,
+    padded_tokens,
+    plan_epoch,
+    split_eval,
+)
 from services.trainer.devices import Runtime
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from distillery.v1 import trainer_pb2
 from google.protobuf import json_format
 
-from distillery.v1 import trainer_pb2
 from services.common.artifacts import ArtifactStore
 from services.common.config import ServiceConfig
 from services.common.convert import message_to_dict

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from distillery.v1 import trainer_pb2, trainer_pb2_grpc
 from google.longrunning import operations_pb2
 
-from distillery.v1 import trainer_pb2, trainer_pb2_grpc
 from services.common.convert import message_to_dict
 from services.common.operations_servicer import record_to_operation
 from services.common.runtime import ServiceContext

@@ -5,8 +5,8 @@ imports gRPC."""
 from __future__ import annotations
 
 import grpc
-
 from distillery.v1 import generator_pb2, generator_pb2_grpc
+
 from services.common.client import open_channel
 from services.common.errors import Unavailable
 from services.validator.filters.judge import CHOICES

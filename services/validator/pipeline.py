@@ -20,9 +20,10 @@ import os
 import time
 from array import array
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from services.common.errors import InvalidArgument
 from services.common.jsonl import dumps, iter_jsonl
@@ -305,7 +306,7 @@ def validate(spec: TaskSpec, examples: Path, out_dir: Path, config: ValidatorCon
             os.replace(candidates_path, paths[ACCEPTED])
         else:
             kept: Counter = Counter()
-            with open(candidates_path, "r", encoding="utf-8") as source, \
+            with open(candidates_path, encoding="utf-8") as source, \
                     open(paths[ACCEPTED], "w", encoding="utf-8") as accepted:
                 for text, label, line in zip(source, candidate_labels, candidate_lines):
                     if label is None or kept[label] < cap:

@@ -14,12 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from distillery.v1 import validator_pb2, validator_pb2_grpc
 from google.protobuf.message import Message
 
-from distillery.v1 import validator_pb2, validator_pb2_grpc
 from services.common.artifacts import Artifact
 from services.common.config import ServiceConfig
-from services.common.convert import artifact_from_proto, dict_to_message, message_to_dict, struct_to_dict, task_from_proto
+from services.common.convert import (
+    artifact_from_proto,
+    dict_to_message,
+    message_to_dict,
+    struct_to_dict,
+    task_from_proto,
+)
 from services.common.errors import InvalidArgument
 from services.common.jobs import OperationContext
 from services.common.operations_servicer import record_to_operation

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def hammer(call: Callable[[int, int], None], clients: int, seconds: float | None = None,

@@ -62,7 +62,7 @@ class ServiceProcess:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = 120.0) -> "ServiceProcess":
+    def start(self, timeout: float = 120.0) -> ServiceProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         self.log_path = self.home / f"{self.service}.{self.starts}.log"
@@ -121,7 +121,7 @@ class ServiceProcess:
         if self.process is not None and self.process.poll() is None:
             self.kill(signal.SIGKILL)
 
-    def restart(self, timeout: float = 120.0) -> "ServiceProcess":
+    def restart(self, timeout: float = 120.0) -> ServiceProcess:
         self.stop()
         return self.start(timeout)
 

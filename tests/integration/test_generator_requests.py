@@ -3,11 +3,10 @@ refused with INVALID_ARGUMENT and a message naming the field, before any teacher
 
 from __future__ import annotations
 
-
 import grpc
 import pytest
-
 from distillery.v1 import common_pb2, generator_pb2, generator_pb2_grpc
+
 from services.common.client import open_channel
 from services.common.config import ServiceConfig
 from services.common.convert import task_to_proto

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from distillery.v1 import common_pb2, generator_pb2, generator_pb2_grpc
+
 from services.common.artifacts import ArtifactStore
 from services.common.client import OperationsClient, operation_metadata
 from services.common.convert import task_to_proto

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from distillery.v1 import validator_pb2
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from distillery.v1 import validator_pb2
 from services.common.client import OperationsClient, health_status, open_channel
 from services.common.config import ServiceConfig
 from services.common.runtime import start_service

@@ -14,10 +14,10 @@ from urllib.parse import urlparse
 
 import grpc
 import pytest
-
 from distillery.v1 import common_pb2, serving_pb2, serving_pb2_grpc
 from inference import grpc_predict_v2_pb2 as oip
 from inference import grpc_predict_v2_pb2_grpc as oip_grpc
+
 from services.common.client import OperationsClient
 from services.common.convert import task_to_proto
 from services.serving.testing import SENTIMENT, SENTIMENT_EXAMPLES, cached_tiny_student

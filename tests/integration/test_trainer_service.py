@@ -9,9 +9,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from distillery.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from safetensors import safe_open
 
-from distillery.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 from services.common.client import OperationsClient, open_channel, operation_metadata
 from services.common.config import ServiceConfig
 from services.common.convert import struct_from, task_to_proto

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from distillery.v1 import validator_pb2, validator_pb2_grpc
+
 from services.common.client import OperationsClient, open_channel, wait_healthy
 from services.common.config import ServiceConfig
 from services.common.convert import artifact_to_proto, struct_from, task_to_proto

@@ -10,9 +10,16 @@ from pathlib import Path
 
 import grpc
 import pytest
+from distillery.v1 import (
+    common_pb2,
+    serving_pb2,
+    serving_pb2_grpc,
+    trainer_pb2,
+    trainer_pb2_grpc,
+    validator_pb2,
+    validator_pb2_grpc,
+)
 
-from distillery.v1 import common_pb2, serving_pb2, serving_pb2_grpc, trainer_pb2, trainer_pb2_grpc, validator_pb2, \
-    validator_pb2_grpc
 from services.common.artifacts import ArtifactStore
 from services.common.client import OperationsClient, health_status, open_channel
 from services.common.convert import artifact_to_proto, task_to_proto

@@ -26,14 +26,21 @@ import os
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
+from distillery.v1 import (
+    common_pb2,
+    generator_pb2,
+    generator_pb2_grpc,
+    pipeline_pb2,
+    pipeline_pb2_grpc,
+    serving_pb2,
+    serving_pb2_grpc,
+)
 from google.protobuf import json_format
 
-from distillery.v1 import (common_pb2, generator_pb2, generator_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc, serving_pb2,
-                           serving_pb2_grpc)
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.client import OperationsClient, health_status
 from services.common.config import SERVICES

@@ -14,8 +14,15 @@ from services.generator.backend import Constraint, normalize_probabilities
 from services.generator.labeling import fixed_label_shots
 from services.generator.method import clean_input, input_problem, plan_row, row_seed
 from services.generator.openai_backend import first_token_probabilities
-from services.generator.prompting import (PROMPTS_DIR, label_constraint, mutations, parse_label, render_input_prompt,
-                                          render_label_prompt, tool_calls_schema)
+from services.generator.prompting import (
+    PROMPTS_DIR,
+    label_constraint,
+    mutations,
+    parse_label,
+    render_input_prompt,
+    render_label_prompt,
+    tool_calls_schema,
+)
 from services.generator.settings import GenerationSettings
 
 TASKS = Path(__file__).resolve().parents[1] / "data" / "generator_tasks"

@@ -19,8 +19,8 @@ from services.generator.openai_backend import OpenAIBackend, OpenAIConfig
 class FlakyServer:
     """Fails the first ``failures`` requests with ``status``, then answers."""
 
-    def __init__(self, failures: int = 0, status: int = 429, hang: float = 0.0) -> None:
-        self.failures, self.status, self.hang = failures, status, hang
+    def __init__(self, failures: int = 0, status: int = 429, hang: float = 0.0, service_time: float = 0.05) -> None:
+        self.failures, self.status, self.hang, self.service_time = failures, status, hang, service_time
         self.bodies: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -39,7 +39,7 @@ class FlakyServer:
                     outer.in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
                 try:
-                    time.sleep(0.05)
+                    time.sleep(outer.service_time)
                     if fail and outer.hang:
                         time.sleep(outer.hang)
                     if fail:
@@ -115,7 +115,8 @@ def test_retries_429_and_5xx_then_succeeds_in_order(make) -> None:
 
 
 def test_concurrency_limit(make) -> None:
-    server, backend = make({"concurrency": 3})
+    # Each answer takes 0.5 s, so the client's 3 workers overlap even on a loaded machine.
+    server, backend = make({"concurrency": 3}, service_time=0.5)
     backend.complete(CompletionRequest(prompts=[f"p{i}" for i in range(12)]))
     assert 1 < server.max_in_flight <= 3
 

@@ -9,9 +9,9 @@ import urllib.request
 
 import pytest
 
+from services.common.errors import InvalidArgument
 from services.serving.http_gateway import HttpGateway, chat_input, split_model
 from services.serving.repository import ModelRepository
-from services.common.errors import InvalidArgument
 
 
 @pytest.fixture(scope="module")

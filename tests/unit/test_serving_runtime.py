@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, UnsafeModelError
+from services.common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    UnsafeModelError,
+)
 from services.common.taskspec import TaskSpec
 from services.serving.batching import DynamicBatcher
 from services.serving.export import check_checkpoint

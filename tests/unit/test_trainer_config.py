@@ -9,8 +9,14 @@ import pytest
 import torch
 
 from services.common.errors import InvalidArgument
-from services.trainer.checkpoint import (latest_checkpoint, list_checkpoints, load_checkpoint, optimizer_from_flat,
-                                         optimizer_to_flat, save_checkpoint)
+from services.trainer.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    save_checkpoint,
+)
 from services.trainer.config import TrainingConfig, merge_settings
 from services.trainer.data import Encoded, collate, padded_tokens, plan_epoch, split_eval
 

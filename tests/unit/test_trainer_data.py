@@ -3,7 +3,6 @@ plain transformers forward, on the real default student."""
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 

@@ -9,19 +9,25 @@ import numpy as np
 import pytest
 
 from services.common.taskspec import TaskSpec, normalize_text
-from services.validator.config import (AgreementConfig, DuplicateConfig, LabelConfidenceConfig, LengthConfig,
-                                       NearDuplicateConfig, OffTopicConfig)
+from services.validator.config import (
+    AgreementConfig,
+    DuplicateConfig,
+    JudgeConfig,
+    LabelConfidenceConfig,
+    LengthConfig,
+    NearDuplicateConfig,
+    OffTopicConfig,
+)
 from services.validator.config import TestLeakConfig as LeakConfig
 from services.validator.filters.agreement import AgreementFilter
 from services.validator.filters.duplicate import DuplicateFilter
 from services.validator.filters.judge import JudgeFilter, judge_prompt
 from services.validator.filters.label_balance import auto_share, balance_cap
 from services.validator.filters.label_confidence import LabelConfidenceFilter, label_probability
-from services.validator.filters.length import LengthFilter, TokenCounter, load_token_counter
+from services.validator.filters.length import LengthFilter, load_token_counter
 from services.validator.filters.near_duplicate import MinHasher, NearDuplicateFilter
 from services.validator.filters.off_topic import OffTopicFilter
 from services.validator.filters.test_leak import TestLeakFilter as LeakFilter
-from services.validator.config import JudgeConfig
 from services.validator.row import Row, normalize_key
 
 SPEC = TaskSpec(name="t", type="classification", description="Classify banking support messages by intent.",

@@ -22,8 +22,9 @@ import itertools
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from services.evaluator.metrics.common import ExampleScore, TaskScores, check_lengths, mean
 

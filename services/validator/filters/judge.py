@@ -7,7 +7,7 @@ threshold. The grader is injected — in the service, a client of the generator'
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from services.common.taskspec import TaskSpec
 from services.validator.config import JudgeConfig
