@@ -43,10 +43,12 @@ FILTER_PRESETS: dict[str, dict] = {
     "strict": {"label_confidence": {"min_probability": 0.7}, "near_duplicate": {"threshold": 0.6},
                "off_topic": {"threshold": 0.1}},
 }
-# The third preset fits the task type: a seed classifier's veto for labels, the teacher as a
-# judge for free-form outputs.
+# The other presets fit the task type: a seed classifier's veto for labels, the teacher as a
+# judge for free-form outputs, and for outputs copied from the text (entities, extractive
+# answers) the grounded filter, which drops rows whose output is not in the input/passage.
 CLASSIFICATION_PRESETS = {"seed-agreement": {"agreement": {"enabled": True, "seed_classifier": True}}}
 GENERATIVE_PRESETS = {"judge": {"judge": {"enabled": True}}}
+EXTRACTIVE_PRESETS = {"grounded": {"grounded": {"enabled": True}}}
 # Per task, what fits the one-hour CPU budget with the bundled 270M teacher (``--set`` wins):
 # news-topic labels are one token; open-book answers and entity lists are long, and the tiny
 # teacher loses most CoNLL answers to repetition loops (about 1 usable row in 3 candidates).
@@ -120,7 +122,7 @@ def read_report(job) -> dict | None:
     return json.loads(cli._store().read_bytes(Artifact(report_ref.uri, report_ref.sha256, report_ref.size)))
 
 
-def sweep_filters(result: dict) -> None:
+def sweep_filters(result: dict, only: list[str] | None = None) -> None:
     """Retune the task's job with each filter preset and record the student's score; the closest
     to (or above) the seed-only student is named in the result."""
     from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc
@@ -131,9 +133,17 @@ def sweep_filters(result: dict) -> None:
 
     seed_only = next((r["value"] for r in result["rows"] if r["candidate"] == "seed-only-student"), None)
     presets = {**FILTER_PRESETS,
-               **(CLASSIFICATION_PRESETS if result["type"] == "classification" else GENERATIVE_PRESETS)}
+               **(CLASSIFICATION_PRESETS if result["type"] == "classification" else GENERATIVE_PRESETS),
+               **(EXTRACTIVE_PRESETS if result["type"] in ("extraction", "qa-open-book") else {})}
     stub = pipeline_pb2_grpc.PipelineServiceStub(cli._channel("pipeline"))
-    tried = []
+    # A later sweep (say, --presets grounded) adds to or replaces presets already tried.
+    tried = {t["preset"]: t for t in result.get("filter_sweep", [])}
+    if only:
+        unknown = sorted(set(only) - set(presets))
+        if unknown:
+            raise SystemExit(f"unknown filter preset(s) for a {result['type']} task: {', '.join(unknown)} "
+                             f"(known: {', '.join(presets)})")
+        presets = {name: presets[name] for name in only}
     for preset, validation in presets.items():
         print(f"   retune with filter preset {preset!r}", flush=True)
         overrides = {"validation": validation, "serving": {"deploy": False},
@@ -150,17 +160,20 @@ def sweep_filters(result: dict) -> None:
         if report is not None:
             value = next((c.get("metrics", {}).get(report["primary_metric"]) for c in report["candidates"]
                           if c["name"] == "student"), None)
-        tried.append({"preset": preset, "validation": validation, "state": job.state, "accepted": accepted,
-                      "value": value, "seconds": round(time.time() - started, 1),
-                      "delta_vs_seed_only": None if value is None or seed_only is None else round(value - seed_only, 4)})
-    result["filter_sweep"] = tried
-    scored = [t for t in tried if t["value"] is not None]
-    if scored:
+        tried[preset] = {"preset": preset, "validation": validation, "state": job.state, "accepted": accepted,
+                         "value": value, "seconds": round(time.time() - started, 1),
+                         "delta_vs_seed_only": None if value is None or seed_only is None
+                         else round(value - seed_only, 4)}
+    result["filter_sweep"] = list(tried.values())
+    scored = [t for t in tried.values() if t["value"] is not None]
+    if scored and result.get("verdict"):
         best = max(scored, key=lambda t: t["value"])
         result["closest_filter_setting"] = best["preset"]
         beat = seed_only is not None and best["value"] > seed_only
-        result["verdict"]["summary"] += (f"; closest filter setting: {best['preset']} ({best['value']:.3f}, "
-                                         f"{'beats' if beat else 'still below'} seed-only)")
+        verdict = result["verdict"]
+        base = verdict.setdefault("base_summary", verdict["summary"].split("; closest filter setting")[0])
+        verdict["summary"] = (f"{base}; closest filter setting: {best['preset']} ({best['value']:.3f}, "
+                              f"{'beats' if beat else 'still below'} seed-only)")
 
 
 def markdown(results: list[dict]) -> str:
@@ -217,6 +230,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=DEFAULT_TASKS)
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--presets", nargs="+", metavar="NAME",
+                        help="sweep only these filter presets (default: every preset that fits the task type)")
     parser.add_argument("--sweep", choices=["auto", "always", "never"], default="auto",
                         help="retune with each filter preset: when synthetic data lost (auto), always, or never")
     parser.add_argument("--keep-running", action="store_true")
@@ -260,7 +275,7 @@ def main() -> int:
             lost = result.get("verdict") and not result["verdict"]["synthetic_beat_seed_only"]
             if result["rows"] and (args.sweep == "always" or (args.sweep == "auto" and lost)):
                 print(f"== {task}: filter sweep ==", flush=True)
-                sweep_filters(result)
+                sweep_filters(result, args.presets)
                 save(list(results.values()))
     finally:
         if not args.keep_running:

@@ -21,6 +21,25 @@ class FormatConfig:
 
 
 @dataclass
+class GroundedConfig:
+    """Output text that does not occur in the source text (a hallucinated entity, an answer that is
+    not in the passage) → ``ungrounded``. Opt-in: some extraction tasks normalise values (ISO dates,
+    units), which never occur verbatim in the input."""
+
+    enabled: bool = False
+    # Dotted paths into the output JSON ("entities.text"; a step through a list applies to every
+    # item). Empty: every string leaf whose schema node is free text (no enum/const).
+    fields: list[str] = field(default_factory=list)
+    # "auto" (extraction: the input, plus the context where a row has one; qa-open-book: the
+    # context), "input", "context" or "both" (either one).
+    source: str = "auto"
+    case_sensitive: bool = False
+
+
+GROUNDED_SOURCES = ("auto", "input", "context", "both")
+
+
+@dataclass
 class LengthConfig:
     """Token bounds measured with the student's tokenizer → ``too_long`` (never truncated)."""
 
@@ -128,6 +147,7 @@ class ValidatorConfig:
     # Rows processed together (bounded memory: only one batch is held at a time).
     batch_size: int = 1024
     format: FormatConfig = field(default_factory=FormatConfig)
+    grounded: GroundedConfig = field(default_factory=GroundedConfig)
     length: LengthConfig = field(default_factory=LengthConfig)
     duplicate: DuplicateConfig = field(default_factory=DuplicateConfig)
     near_duplicate: NearDuplicateConfig = field(default_factory=NearDuplicateConfig)
@@ -160,6 +180,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise InvalidArgument(f"{where}: expected a string, got {value!r}")
         return value
+    if typing.get_origin(hint) is list:
+        if not isinstance(value, list):
+            raise InvalidArgument(f"{where}: expected a list, got {value!r}")
+        (item_hint,) = typing.get_args(hint)
+        return [_coerce(item, item_hint, f"{where}[{index}]") for index, item in enumerate(value)]
     raise InvalidArgument(f"{where}: unsupported setting type")  # pragma: no cover - config bug
 
 
@@ -224,5 +249,12 @@ def _check_ranges(config: ValidatorConfig) -> None:
     if config.agreement.enabled and not (config.agreement.predictions or config.agreement.seed_classifier):
         raise InvalidArgument("validation.agreement is enabled but has neither predictions (a JSONL of the "
                               "seed-only student's answers) nor seed_classifier: true")
+    if config.grounded.source not in GROUNDED_SOURCES:
+        raise InvalidArgument(f"validation.grounded.source must be one of {', '.join(GROUNDED_SOURCES)}, "
+                              f"got {config.grounded.source!r}")
+    for index, path in enumerate(config.grounded.fields):
+        if not path or any(not step or "[" in step or "]" in step for step in path.split(".")):
+            raise InvalidArgument(f"validation.grounded.fields[{index}]: {path!r} is not a dotted path into the "
+                                  "output (e.g. entities.text; a step through a list applies to every item)")
     unit(config.judge.threshold, "validation.judge.threshold")
     positive(config.judge.batch_size, "validation.judge.batch_size")

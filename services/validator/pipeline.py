@@ -2,7 +2,7 @@
 holds one batch plus the filters' compact indexes (digests, MinHash signatures of kept rows, one
 label per surviving row), not the data set.
 
-Order: format → length → test_leak → off_topic → label_confidence → agreement → duplicate →
+Order: format → grounded → length → test_leak → off_topic → label_confidence → agreement → duplicate →
 near_duplicate → judge, then label_balance as a second pass over the survivors (it needs the final
 label counts). Row-local checks run first so that a row that fails one never becomes the kept
 representative of a duplicate cluster; the judge (the only expensive one) runs last, on what is
@@ -33,6 +33,7 @@ from services.validator.filters.agreement import AgreementFilter
 from services.validator.filters.base import Filter
 from services.validator.filters.duplicate import DuplicateFilter
 from services.validator.filters.format import FormatFilter
+from services.validator.filters.grounded import GroundedFilter
 from services.validator.filters.judge import Grader, JudgeFilter
 from services.validator.filters.label_balance import auto_share, balance_cap
 from services.validator.filters.label_confidence import LabelConfidenceFilter
@@ -179,6 +180,8 @@ def build_filters(spec: TaskSpec, config: ValidatorConfig, seeds: list[Reference
     seed_keys = [s.key for s in seeds]
     if config.format.enabled:
         filters.append(FormatFilter(spec))
+    if config.grounded.enabled:  # after format: it reads the parsed, canonical output
+        filters.append(GroundedFilter(spec, config.grounded))
     if config.length.enabled:
         counter = token_counter or load_token_counter(config.length.tokenizer or spec.student, model_cache)
         filters.append(LengthFilter(spec, config.length, counter))

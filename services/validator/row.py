@@ -10,7 +10,7 @@ from services.common.taskspec import Example
 
 # Every reason a row can be rejected for, in the order docs/validator.md explains them.
 REASON_CODES: tuple[str, ...] = (
-    "malformed", "format", "too_long", "duplicate", "near_duplicate", "test_leak", "off_topic",
+    "malformed", "format", "ungrounded", "too_long", "duplicate", "near_duplicate", "test_leak", "off_topic",
     "label_imbalance", "low_confidence", "disagreement", "judge_rejected",
 )
 

@@ -32,6 +32,7 @@ from services.common.operations_servicer import record_to_operation
 from services.common.runtime import ServiceContext
 from services.common.server import ServiceRegistration
 from services.validator.config import ValidatorConfig, build_config
+from services.validator.filters.grounded import check_fields
 from services.validator.judge_client import GeneratorGrader
 from services.validator.pipeline import ACCEPTED, REJECTED, REPORT, validate
 
@@ -46,7 +47,10 @@ def parse_request(request: validator_pb2.StartValidationRequest) -> tuple[Any, V
         raise InvalidArgument("examples is required: the generated JSONL to validate (an ArtifactRef)")
     spec = task_from_proto(request.task)
     overrides = struct_to_dict(request.config) if request.HasField("config") else {}
-    return spec, build_config(spec.section("validation"), overrides)
+    config = build_config(spec.section("validation"), overrides)
+    if config.grounded.enabled:
+        check_fields(spec, config.grounded)  # a field path the output schema cannot have
+    return spec, config
 
 
 def run_validation(ctx: OperationContext, service: ServiceConfig) -> dict[str, Any]:

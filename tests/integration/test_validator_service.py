@@ -72,16 +72,17 @@ def service(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
     server.stop(grace=1)
 
 
-def _request(ctx, rows: list[str], config: dict | None = None, request_id: str = "") -> validator_pb2.StartValidationRequest:
+def _request(ctx, rows: list[str], config: dict | None = None, request_id: str = "", *, spec: TaskSpec = SPEC,
+             seeds: list[tuple[str, object]] = SEEDS) -> validator_pb2.StartValidationRequest:
     store = ctx.store
     examples = store.put_bytes(f"inputs/{request_id or 'x'}/generated.jsonl", ("\n".join(rows) + "\n").encode())
-    seeds = store.put_bytes("inputs/seeds.jsonl",
-                            "".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in SEEDS).encode())
+    seeds = store.put_bytes(f"inputs/{spec.name}/seeds.jsonl",
+                            "".join(json.dumps({"input": i, "output": o}) + "\n" for i, o in seeds).encode())
     test = store.put_bytes("inputs/test.jsonl",
                            (json.dumps({"input": "Why was my card blocked yesterday evening", "output": "card"})
                             + "\n").encode())
     return validator_pb2.StartValidationRequest(
-        task=task_to_proto(SPEC), examples=artifact_to_proto(examples), seeds=artifact_to_proto(seeds),
+        task=task_to_proto(spec), examples=artifact_to_proto(examples), seeds=artifact_to_proto(seeds),
         test=artifact_to_proto(test), config=struct_from(config or {}), request_id=request_id,
         output_prefix=f"validation/{request_id or 'x'}")
 
@@ -106,7 +107,7 @@ def test_start_validation_end_to_end(service) -> None:
     result = OperationsClient.result(done, validator_pb2.ValidationResult)
     assert (result.read, result.accepted_count, result.rejected_count) == (10, 6, 4)
     assert dict(result.rejected_by_reason) == {
-        "malformed": 1, "format": 1, "too_long": 0, "duplicate": 1, "near_duplicate": 0, "test_leak": 0,
+        "malformed": 1, "format": 1, "ungrounded": 0, "too_long": 0, "duplicate": 1, "near_duplicate": 0, "test_leak": 0,
         "off_topic": 0, "label_imbalance": 0, "low_confidence": 1, "disagreement": 0, "judge_rejected": 0}
     accepted = [json.loads(x) for x in ctx.store.read_bytes(result.accepted.uri).decode().splitlines()]
     assert [r["id"] for r in accepted] == [f"gen-{n:05d}" for n in range(6)]
@@ -123,6 +124,81 @@ def test_start_validation_end_to_end(service) -> None:
     assert report["tokenizer"] in ("smollm2-135m-instruct", "whitespace")
     if report["tokenizer"] == "whitespace":
         assert any("whitespace" in note for note in report["notes"])
+
+
+# The CoNLL entity task (examples/conll-entities/task.yaml): entities copied from tokenised Reuters text.
+CONLL = TaskSpec(
+    name="conll-entities", type="extraction",
+    description="List the named entities in a tokenized Reuters news sentence, copying each entity's words exactly.",
+    output_schema={
+        "type": "object",
+        "properties": {"entities": {"type": "array", "items": {
+            "type": "object",
+            "properties": {"text": {"type": "string", "minLength": 1},
+                           "type": {"enum": ["PER", "ORG", "LOC", "MISC"]}},
+            "required": ["text", "type"], "additionalProperties": False}}},
+        "required": ["entities"], "additionalProperties": False})
+CONLL_SEEDS = [
+    ("Germany 's representative to the European Union 's veterinary committee Werner Zwingmann said on Wednesday .",
+     {"entities": [{"text": "Germany", "type": "LOC"}, {"text": "European Union", "type": "ORG"},
+                   {"text": "Werner Zwingmann", "type": "PER"}]}),
+    ("Rugby union : Wales beat Fiji in Cardiff on Saturday .",
+     {"entities": [{"text": "Wales", "type": "LOC"}, {"text": "Fiji", "type": "LOC"},
+                   {"text": "Cardiff", "type": "LOC"}]}),
+    ("The club will pay a fine , the league said .", {"entities": []}),
+]
+
+
+def test_hallucinated_entity_is_rejected_as_ungrounded_only_when_enabled(service) -> None:
+    ctx, channel = service
+    rows = [
+        json.dumps({"id": "gen-0", "input": "Leeds 's manager praised the ( U.S. ) striker after the match .",
+                    "output": {"entities": [{"text": "Leeds's", "type": "ORG"}, {"text": "U.S.", "type": "LOC"}]}}),
+        json.dumps({"id": "gen-1", "input": "The club will pay the fine and the player will not be restricted "
+                                            "for the rest of the season .",
+                    "output": {"entities": [{"text": "Zimbabwe Open", "type": "MISC"}]}}),
+        json.dumps({"id": "gen-2", "input": "Ajax beat Feyenoord 2-1 in Amsterdam on Sunday .",
+                    "output": {"entities": [{"text": "Ajax", "type": "ORG"}, {"text": "Feyenoord", "type": "ORG"},
+                                            {"text": "Amsterdam", "type": "LOC"}]}}),
+    ]
+    stub = validator_pb2_grpc.ValidatorServiceStub(channel)
+    ops = OperationsClient(channel)
+    # off_topic is not what is tested here: three seeds are too few words to judge news sentences by.
+    base = {"length": {"max_total_tokens": 4096}, "off_topic": {"enabled": False}}
+    results = {}
+    for name, grounded in (("grounded-on", {"enabled": True}), ("grounded-off", {"enabled": False})):
+        request = _request(ctx, rows, {**base, "grounded": grounded}, name, spec=CONLL, seeds=CONLL_SEEDS)
+        operation = stub.StartValidation(request, timeout=30)
+        done = ops.wait(operation.name, timeout=180, poll=2)
+        results[name] = OperationsClient.result(done, validator_pb2.ValidationResult)
+
+    on = results["grounded-on"]
+    assert (on.read, on.accepted_count, on.rejected_count) == (3, 2, 1)
+    assert on.rejected_by_reason["ungrounded"] == 1
+    rejected = [json.loads(x) for x in ctx.store.read_bytes(on.rejected.uri).decode().splitlines()]
+    assert [(r["line"], r["reason"], r["example"]["id"]) for r in rejected] == [(2, "ungrounded", "gen-1")]
+    assert rejected[0]["detail"] == 'output field entities[0].text "Zimbabwe Open" does not occur in the input'
+    assert ctx.store.read_json(on.report.uri)["config"]["grounded"]["enabled"] is True
+
+    off = results["grounded-off"]
+    assert (off.read, off.accepted_count, off.rejected_count) == (3, 3, 0)
+    accepted = [json.loads(x) for x in ctx.store.read_bytes(off.accepted.uri).decode().splitlines()]
+    assert [r["id"] for r in accepted] == ["gen-0", "gen-1", "gen-2"]
+
+
+def test_grounded_settings_are_checked_before_a_job_exists(service) -> None:
+    ctx, channel = service
+    stub = validator_pb2_grpc.ValidatorServiceStub(channel)
+    row = json.dumps({"input": "Ajax won .", "output": {"entities": [{"text": "Ajax", "type": "ORG"}]}})
+    for config, expected in (({"grounded": {"source": "passage"}}, "validation.grounded.source"),
+                             ({"grounded": {"enabled": True, "fields": ["entities.txt"]}},
+                              "validation.grounded.fields[0]"),
+                             ({"grounded": {"enabeld": True}}, "validation.grounded.enabeld")):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.StartValidation(_request(ctx, [row], config, "bad-grounded", spec=CONLL, seeds=CONLL_SEEDS),
+                                 timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert expected in err.value.details()
 
 
 def test_unknown_setting_is_invalid_argument_naming_the_key(service) -> None:
