@@ -6,6 +6,9 @@ so the two cannot disagree. Without a launcher this is one process."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -99,6 +102,26 @@ def teardown_runtime(runtime: Runtime) -> None:
     # the other ranks must not time out waiting for it.
     if runtime.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def release_memory() -> None:
+    """Hand the memory of a finished run back to the machine. The trainer service lives on
+    between jobs, and glibc keeps freed heap pages in its arenas: after a LoRA run on 448-token
+    rows the idle service still held 12 GB RSS on CPU (the OOM killer then picked it when the
+    next job's vLLM teacher started). Collect the model's reference cycles, empty the CUDA
+    cache, and ask glibc to return free pages (``malloc_trim``; a no-op elsewhere)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return
+    trim(0)
 
 
 def torch_dtype(name: str, default: torch.dtype) -> torch.dtype:

@@ -23,7 +23,7 @@ from services.common.errors import InvalidArgument
 from services.common.taskspec import TaskSpec
 from services.trainer.config import TrainingConfig, merge_settings
 from services.trainer.data import load_examples
-from services.trainer.devices import Runtime, setup_runtime, teardown_runtime
+from services.trainer.devices import Runtime, release_memory, setup_runtime, teardown_runtime
 from services.trainer.loop import Callbacks, StepInfo, train
 from services.trainer.merge import save_adapter, save_merged
 
@@ -191,6 +191,9 @@ def make_handler(model_cache: Path | None, device: str = "auto") -> Callable[[An
     """The JobRunner handler of "train" operations."""
 
     def handle_training(ctx: Any) -> dict[str, Any]:
-        return run_training(ctx, model_cache, device)
+        try:
+            return run_training(ctx, model_cache, device)
+        finally:
+            release_memory()  # the run's model and activations are garbage now: return them
 
     return handle_training
