@@ -17,6 +17,7 @@ from services.common.convert import artifact_to_proto, struct_from, task_to_prot
 from services.common.runtime import start_service
 from services.common.taskspec import TaskSpec
 from services.validator.servicer import RESULT_TYPES, build
+from tests.helpers.tasks import CONLL
 
 SPEC = TaskSpec(
     name="banking", type="classification",
@@ -126,18 +127,6 @@ def test_start_validation_end_to_end(service) -> None:
         assert any("whitespace" in note for note in report["notes"])
 
 
-# The CoNLL entity task (examples/conll-entities/task.yaml): entities copied from tokenised Reuters text.
-CONLL = TaskSpec(
-    name="conll-entities", type="extraction",
-    description="List the named entities in a tokenized Reuters news sentence, copying each entity's words exactly.",
-    output_schema={
-        "type": "object",
-        "properties": {"entities": {"type": "array", "items": {
-            "type": "object",
-            "properties": {"text": {"type": "string", "minLength": 1},
-                           "type": {"enum": ["PER", "ORG", "LOC", "MISC"]}},
-            "required": ["text", "type"], "additionalProperties": False}}},
-        "required": ["entities"], "additionalProperties": False})
 CONLL_SEEDS = [
     ("Germany 's representative to the European Union 's veterinary committee Werner Zwingmann said on Wednesday .",
      {"entities": [{"text": "Germany", "type": "LOC"}, {"text": "European Union", "type": "ORG"},

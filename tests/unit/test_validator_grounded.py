@@ -14,18 +14,8 @@ from services.validator.filters.grounded import GroundedFilter, normalize
 from services.validator.filters.length import TokenCounter
 from services.validator.pipeline import validate
 from services.validator.row import Row
+from tests.helpers.tasks import CONLL
 
-# The CoNLL entity task's schema (examples/conll-entities/task.yaml).
-CONLL = TaskSpec(
-    name="conll-entities", type="extraction", description="List the named entities in a news sentence.",
-    output_schema={
-        "type": "object",
-        "properties": {"entities": {"type": "array", "items": {
-            "type": "object",
-            "properties": {"text": {"type": "string", "minLength": 1},
-                           "type": {"enum": ["PER", "ORG", "LOC", "MISC"]}},
-            "required": ["text", "type"], "additionalProperties": False}}},
-        "required": ["entities"], "additionalProperties": False})
 OPEN_BOOK = TaskSpec(name="qa", type="qa-open-book", description="Answer from the passage.")
 CLOSED_BOOK = TaskSpec(name="qa", type="qa-closed-book", description="Answer the question.")
 CLASSIFY = TaskSpec(name="t", type="classification", description="Intent.", labels=["card", "transfer"])
