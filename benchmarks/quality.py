@@ -100,9 +100,7 @@ def run_task(task_dir: Path, overrides: dict, task_overrides: dict) -> dict:
     verdict = None
     if student is not None and seed_only is not None:
         delta = student - seed_only
-        verdict = {"synthetic_beat_seed_only": delta > 0, "delta": round(delta, 4),
-                   "summary": (f"synthetic data {'beat' if delta > 0 else 'did NOT beat'} the seed-only student "
-                               f"by {delta:+.3f} {primary}")}
+        verdict = {"synthetic_beat_seed_only": delta > 0, "delta": round(delta, 4)}
     summary = json_format.MessageToDict(stages["validate"].summary) if "validate" in stages else {}
     return {"task": bundle.spec.name, "type": bundle.spec.type, "state": job.state, "seconds": round(seconds, 1),
             "job": name, "teacher": bundle.spec.teacher, "student": bundle.spec.student,
@@ -166,14 +164,28 @@ def sweep_filters(result: dict, only: list[str] | None = None) -> None:
                          else round(value - seed_only, 4)}
     result["filter_sweep"] = list(tried.values())
     scored = [t for t in tried.values() if t["value"] is not None]
-    if scored and result.get("verdict"):
-        best = max(scored, key=lambda t: t["value"])
-        result["closest_filter_setting"] = best["preset"]
+    if scored:
+        result["closest_filter_setting"] = max(scored, key=lambda t: t["value"])["preset"]
+
+
+def verdict_text(result: dict) -> str:
+    """The table's plain answer, built from the stored numbers each time it is rendered (so a later
+    sweep never has to edit an earlier sentence): who won and by how much, then, where presets were
+    swept, which came closest and whether it beats the seed-only student."""
+    verdict = result.get("verdict")
+    if not verdict:
+        return "seed-only baseline not run"
+    delta = verdict["delta"]
+    text = (f"synthetic data {'beat' if delta > 0 else 'did NOT beat'} the seed-only student "
+            f"by {delta:+.3f} {result['primary_metric']}")
+    sweep = {t["preset"]: t for t in result.get("filter_sweep", [])}
+    best = sweep.get(result.get("closest_filter_setting", ""))
+    if best and best["value"] is not None:
+        seed_only = next((r["value"] for r in result["rows"] if r["candidate"] == "seed-only-student"), None)
         beat = seed_only is not None and best["value"] > seed_only
-        verdict = result["verdict"]
-        base = verdict.setdefault("base_summary", verdict["summary"].split("; closest filter setting")[0])
-        verdict["summary"] = (f"{base}; closest filter setting: {best['preset']} ({best['value']:.3f}, "
-                              f"{'beats' if beat else 'still below'} seed-only)")
+        text += (f"; closest filter setting: {best['preset']} ({best['value']:.3f}, "
+                 f"{'beats' if beat else 'still below'} seed-only)")
+    return text
 
 
 def markdown(results: list[dict]) -> str:
@@ -188,7 +200,7 @@ def markdown(results: list[dict]) -> str:
         latency = {r["candidate"]: r["latency_p50_ms"] for r in res["rows"]}
         speed = (f"{latency['student']:.0f} / {latency['teacher']:.0f} ms"
                  if latency.get("student") and latency.get("teacher") else "—")
-        verdict = res["verdict"]["summary"] if res.get("verdict") else "seed-only baseline not run"
+        verdict = verdict_text(res)
         lines.append(f"| {res['task']} | {res['primary_metric']} | {res['test_examples']} | {fmt(value.get('teacher'))} | "
                      f"{fmt(value.get('student'))} | {fmt(value.get('seed-only-student'))} | "
                      f"{fmt(value.get('base-student'))} | {speed} | {verdict} |")
@@ -217,7 +229,7 @@ def report_markdown(results: list[dict], machine_info: dict) -> str:
         lines.append(f"- **{res['task']}** ({res['type']}): {generated} generated rows, {accepted} accepted by the "
                      f"validator, scored on {res['test_examples']} held-out examples; full pipeline in "
                      f"{res['seconds'] / 60:.0f} min."
-                     + (f" {res['verdict']['summary'][:1].upper()}{res['verdict']['summary'][1:]}." if res.get("verdict") else ""))
+                     + (f" {verdict_text(res)[:1].upper()}{verdict_text(res)[1:]}." if res.get("verdict") else ""))
         for tried in res.get("filter_sweep", []):
             value = "—" if tried["value"] is None else f"{tried['value']:.3f}"
             delta = "" if tried["delta_vs_seed_only"] is None else f" ({tried['delta_vs_seed_only']:+.3f} vs seed-only)"
@@ -239,9 +251,13 @@ def main() -> int:
                         help="print the table of the saved results (and re-save them) without running anything")
     args = parser.parse_args()
     if args.table_only:
-        saved = json.loads(RESULTS_FILE.read_text())["tasks"] if RESULTS_FILE.exists() else []
-        save(saved)
-        print(report_markdown(saved, json.loads(RESULTS_FILE.read_text()).get("machine", machine())))
+        # Re-render (and re-save the JSON's markdown) from what was measured, naming the machine
+        # that measured it, not the one re-rendering.
+        stored = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.exists() else {}
+        saved = stored.get("tasks", [])
+        measured_on = stored.get("machine") or machine()
+        save(saved, measured_on)
+        print(report_markdown(saved, measured_on))
         return 0
     home = ROOT / ".cache" / "bench-quality"
     env = {f"DISTILLERY_{k.upper()}_PORT": str(v) for k, v in BENCH_PORTS.items()}
@@ -290,14 +306,20 @@ def load_task_name(task_dir: Path) -> str:
     return load_task(task_dir).spec.name
 
 
-def save(results: list[dict]) -> None:
+def save(results: list[dict], machine_info: dict | None = None) -> None:
+    for result in results:
+        # The sentence is stored for readers of the JSON but always rewritten from the numbers;
+        # base_summary is what older runs kept to rebuild it.
+        if result.get("verdict"):
+            result["verdict"].pop("base_summary", None)
+            result["verdict"]["summary"] = verdict_text(result)
     table = markdown(results)
     ratios = [r["student_teacher_ratio"] for r in results if r.get("student_teacher_ratio")]
     mean = round(sum(ratios) / len(ratios), 4) if ratios else None
     write_result("quality", {
         # The newest measurement; each task carries its own date.
         "name": "quality", "date": max((r["date"] for r in results if r.get("date")), default=None),
-        "machine": machine(),
+        "machine": machine_info or machine(),
         "baseline": {"what": "the teacher on the same held-out examples (student/teacher ratio of the primary metric)",
                      "value": 1.0},
         "value": mean, "unit": "student/teacher primary metric (mean over tasks)", "ratio": mean,
