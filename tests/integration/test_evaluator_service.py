@@ -265,3 +265,34 @@ def test_trained_student_checkpoint_adapter_and_onnx_export_agree(evaluator: dic
         if top - second > 0.02:  # a near-tie may flip between fp32 kernels; anything clearer may not
             assert hf["prediction"] == lora["prediction"] == onnx["prediction"]
     assert result.student_teacher_ratio == 0.0  # no teacher in this run
+
+
+def test_batched_student_generation_matches_one_at_a_time(evaluator: dict, model_cache: Path) -> None:
+    """Left-padded batches must not change what a student answers: the same greedy JSON, row by
+    row, as generating each sentence alone (the CPU default), only amortized in time."""
+    from services.common.taskspec import Example
+    from tests.helpers.tasks import CONLL
+
+    sentences = ["EU rejects German call to boycott British lamb .", "Peter Blackburn",
+                 "The European Commission said on Thursday it disagreed with German advice .",
+                 "Germany 's representative to the European Union 's veterinary committee Werner Zwingmann said ."]
+    examples = [Example(input=s, output='{"entities": []}') for s in sentences]
+    resolve = model_resolver(evaluator["store"], evaluator["config"].model_cache)
+    answers = {}
+    for batch_size in (1, 4):
+        options = EvalOptions.from_dict({"student_batch_size": batch_size, "max_new_tokens": 48})
+        candidate = build_candidate(CandidateSpec("base-student", "student", model_uri=STUDENT), CONLL, options,
+                                    resolve=resolve, client_factory=lambda _: None, generator_endpoint="",
+                                    device="cpu")
+        assert candidate.batch_size == batch_size
+        candidate.load()
+        try:
+            answers[batch_size] = candidate.predict(examples)
+        finally:
+            candidate.close()
+    assert "batches of 4, latency amortized" in candidate.describe()["decoding"]
+    assert [p.raw for p in answers[4]] == [p.raw for p in answers[1]]
+    assert [p.completion_tokens for p in answers[4]] == [p.completion_tokens for p in answers[1]]
+    assert len({p.latency_s for p in answers[4]}) == 1  # one batch: its wall time split evenly
+    with pytest.raises(Exception, match="student_batch_size must be >= 0"):
+        EvalOptions.from_dict({"student_batch_size": -1})
