@@ -296,3 +296,26 @@ def test_batched_student_generation_matches_one_at_a_time(evaluator: dict, model
     assert len({p.latency_s for p in answers[4]}) == 1  # one batch: its wall time split evenly
     with pytest.raises(Exception, match="student_batch_size must be >= 0"):
         EvalOptions.from_dict({"student_batch_size": -1})
+
+
+@pytest.mark.gpu
+def test_students_batch_on_a_gpu_by_default(evaluator: dict) -> None:
+    """On CUDA the student runs in bf16 and generates 8 examples at once without being told to."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from services.common.taskspec import Example
+    from tests.helpers.tasks import CONLL
+
+    resolve = model_resolver(evaluator["store"], evaluator["config"].model_cache)
+    candidate = build_candidate(CandidateSpec("base-student", "student", model_uri=STUDENT), CONLL,
+                                EvalOptions.from_dict({"max_new_tokens": 32}), resolve=resolve,
+                                client_factory=lambda _: None, generator_endpoint="")
+    assert candidate.batch_size == 8
+    candidate.load()
+    try:
+        assert candidate.device.startswith("cuda") and candidate.model.dtype == torch.bfloat16
+        predictions = candidate.predict([Example(input=f"Sentence {i} about Paris .", output="{}") for i in range(8)])
+    finally:
+        candidate.close()
+    assert len(predictions) == 8 and all(0 < p.completion_tokens <= 32 for p in predictions)
