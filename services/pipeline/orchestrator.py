@@ -4,6 +4,7 @@ export → deploy, resumably. grpc-free: it talks to the workers through ``Worke
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from services.common.artifacts import Artifact
@@ -53,6 +54,22 @@ def merged_settings(spec: TaskSpec, overrides: dict[str, Any]) -> dict[str, dict
         if not isinstance(values, dict):
             raise InvalidArgument(f"override {section!r} must be a mapping of settings")
     return deep_merge({k: dict(v) for k, v in spec.settings.items()}, overrides or {})
+
+
+def generation_request(spec: TaskSpec, settings: dict[str, dict[str, Any]],
+                       inputs: dict[str, Artifact | None]) -> dict[str, Any]:
+    """The generator's request. The merged ``generation`` section (task.yaml + ``--set`` + retune
+    overrides) replaces the task's own, so keys without a request field of their own
+    (``label_max_tokens``, ``batch_size``, shots, prices) reach the generator too."""
+    gen = settings.get("generation", {})
+    spec = replace(spec, settings={**spec.settings, "generation": dict(gen)})
+    request = {"task": task_request(spec), "seeds": artifact_request(inputs["seeds"]),
+               "target_count": int(gen.get("target_count", DEFAULT_TARGET_COUNT)),
+               "temperature": float(gen.get("temperature", 0.8)), "top_p": float(gen.get("top_p", 0.95)),
+               "random_seed": str(int(gen.get("random_seed", 0)))}
+    if inputs.get("context"):
+        request["context"] = artifact_request(inputs["context"])
+    return request
 
 
 class DistillationRunner:
@@ -163,14 +180,7 @@ class DistillationRunner:
         return {"job": job_to_dict(self.state)}
 
     def generate(self) -> None:
-        gen = self.settings.get("generation", {})
-        request = {"task": task_request(self.spec), "seeds": artifact_request(self.inputs["seeds"]),
-                   "target_count": int(gen.get("target_count", DEFAULT_TARGET_COUNT)),
-                   "temperature": float(gen.get("temperature", 0.8)), "top_p": float(gen.get("top_p", 0.95)),
-                   "random_seed": str(int(gen.get("random_seed", 0)))}
-        if self.inputs.get("context"):
-            request["context"] = artifact_request(self.inputs["context"])
-        result = self._run_stage("generate", request)
+        result = self._run_stage("generate", generation_request(self.spec, self.settings, self.inputs))
         self._finish("generate", {"examples": result.get("examples"), "rejected": result.get("rejected")},
                      {k: result.get(k) for k in ("generated", "rejected_count", "prompt_tokens", "completion_tokens",
                                                  "estimated_cost_usd", "seconds", "teacher")})
