@@ -48,11 +48,12 @@ class GenerationSettings:
     def resolve(cls, request: dict[str, Any], spec: TaskSpec) -> GenerationSettings:
         section = spec.section("generation")
         s = cls()
-        s.target = _number(request.get("target_count") or section.get("target") or section.get("num_examples")
-                           or DEFAULT_TARGET, "target", int)
+        # The pipeline's own names (target_count, random_seed) are accepted in the section too.
+        s.target = _number(request.get("target_count") or section.get("target") or section.get("target_count")
+                           or section.get("num_examples") or DEFAULT_TARGET, "target", int)
         s.temperature = _number(request.get("temperature") or section.get("temperature", s.temperature), "temperature")
         s.top_p = _number(request.get("top_p") or section.get("top_p", s.top_p), "top_p")
-        s.random_seed = _number(request.get("random_seed") or section.get("seed", s.random_seed), "seed", int)
+        s.random_seed = _number(request.get("random_seed") or section.get("seed", section.get("random_seed", s.random_seed)), "seed", int)
         for name in ("batch_size", "input_shots", "label_shots", "input_max_tokens", "label_max_tokens"):
             setattr(s, name, _number(section.get(name, getattr(s, name)), name, int))
         s.calibrate_labels = bool(section.get("calibrate_labels", False))

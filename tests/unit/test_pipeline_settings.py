@@ -66,3 +66,12 @@ def test_every_generation_override_reaches_the_generator() -> None:
     assert resolved.temperature == 0.9 and resolved.random_seed == 7  # task.yaml's own values still hold
     assert received.settings["validation"] == spec.settings["validation"]  # other sections untouched
     assert spec.settings["generation"].get("label_max_tokens") is None  # the task itself is not changed
+
+
+def test_the_generator_reads_task_yaml_names_without_the_pipeline() -> None:
+    """news-topic's task.yaml says target_count: 100 and random_seed: 7 (the pipeline's names); a
+    direct StartGeneration with no request fields must honour them too."""
+    from services.generator.settings import GenerationSettings
+
+    resolved = GenerationSettings.resolve({}, load_task(REPO / "examples" / "news-topic").spec)
+    assert (resolved.target, resolved.random_seed, resolved.temperature) == (100, 7, 0.9)
