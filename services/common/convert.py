@@ -3,6 +3,7 @@ servicers themselves, that knows about generated message classes)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from distillery.v1 import common_pb2
@@ -50,6 +51,25 @@ def schema_from_struct(message: struct_pb2.Struct) -> dict[str, Any]:
     return restore(struct_to_dict(message))
 
 
+def schema_json(schema: dict[str, Any] | None) -> str:
+    """A JSON Schema as text for the ``*_json`` twins of Struct fields: unlike a Struct (a map, whose
+    key order differs from process to process) it keeps the order of ``properties``, which is the
+    order a grammar-constrained teacher or student writes the fields in."""
+    return json.dumps(schema, ensure_ascii=False, separators=(",", ":")) if schema else ""
+
+
+def schema_from_json(text: str, field: str) -> dict[str, Any]:
+    from services.common.errors import InvalidArgument
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgument(f"{field}: not valid JSON ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{field}: a JSON Schema must be an object, got {type(value).__name__}")
+    return value
+
+
 def artifact_to_proto(artifact: Artifact | dict[str, Any] | None) -> common_pb2.ArtifactRef:
     if artifact is None:
         return common_pb2.ArtifactRef()
@@ -72,7 +92,9 @@ def task_to_proto(spec: TaskSpec) -> common_pb2.TaskSpec:
         labels=spec.labels,
         label_descriptions=spec.label_descriptions,
         output_schema=struct_from(spec.output_schema),
-        tools=[common_pb2.ToolSchema(name=t.name, description=t.description, parameters=struct_from(t.parameters))
+        output_schema_json=schema_json(spec.output_schema),
+        tools=[common_pb2.ToolSchema(name=t.name, description=t.description, parameters=struct_from(t.parameters),
+                                     parameters_json=schema_json(t.parameters))
                for t in spec.tools],
         allow_no_call=spec.allow_no_call,
         input_description=spec.input_description,
@@ -89,7 +111,8 @@ def task_from_proto(message: common_pb2.TaskSpec) -> TaskSpec:
 
     if message.type not in TASK_TYPE_FROM_PROTO:
         raise InvalidArgument("task.type is missing or unknown; set one of " + ", ".join(TASK_TYPE_TO_PROTO))
-    schema = schema_from_struct(message.output_schema) if message.HasField("output_schema") else None
+    schema = (schema_from_json(message.output_schema_json, "task.output_schema_json") if message.output_schema_json
+              else schema_from_struct(message.output_schema) if message.HasField("output_schema") else None)
     return TaskSpec(
         name=message.name or "task",
         type=TASK_TYPE_FROM_PROTO[message.type],
@@ -97,7 +120,10 @@ def task_from_proto(message: common_pb2.TaskSpec) -> TaskSpec:
         labels=list(message.labels),
         label_descriptions=dict(message.label_descriptions),
         output_schema=schema or None,
-        tools=[Tool(t.name, t.description, schema_from_struct(t.parameters)) for t in message.tools],
+        tools=[Tool(t.name, t.description,
+                    schema_from_json(t.parameters_json, f"task.tools[{i}].parameters_json") if t.parameters_json
+                    else schema_from_struct(t.parameters))
+               for i, t in enumerate(message.tools)],
         allow_no_call=message.allow_no_call,
         input_description=message.input_description,
         judge_instructions=message.judge_instructions,

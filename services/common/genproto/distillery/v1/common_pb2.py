@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64istillery/v1/common.proto\x12\rdistillery.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"8\n\x0b\x41rtifactRef\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\"Q\n\x08ModelRef\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12*\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1a.distillery.v1.ModelFormat\x12\x0c\n\x04\x62\x61se\x18\x03 \x01(\t\"p\n\x07\x45xample\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\t\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\\\n\nToolSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa1\x04\n\x08TaskSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04type\x18\x02 \x01(\x0e\x32\x17.distillery.v1.TaskType\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12J\n\x12label_descriptions\x18\x05 \x03(\x0b\x32..distillery.v1.TaskSpec.LabelDescriptionsEntry\x12.\n\routput_schema\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05tools\x18\x07 \x03(\x0b\x32\x19.distillery.v1.ToolSchema\x12\x15\n\rallow_no_call\x18\x08 \x01(\x08\x12\x19\n\x11input_description\x18\t \x01(\t\x12\x1a\n\x12judge_instructions\x18\n \x01(\t\x12\x0e\n\x06topics\x18\x0b \x03(\t\x12(\n\x07teacher\x18\x0c \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12(\n\x07student\x18\r \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12)\n\x08settings\x18\x0e \x01(\x0b\x32\x17.google.protobuf.Struct\x1a\x38\n\x16LabelDescriptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf6\x02\n\x11OperationMetadata\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0c\n\x04\x64one\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12\x0c\n\x04unit\x18\x05 \x01(\t\x12\x0c\n\x04rate\x18\x06 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x07 \x01(\x01\x12@\n\x08\x63ounters\x18\x08 \x03(\x0b\x32..distillery.v1.OperationMetadata.CountersEntry\x12\x0f\n\x07message\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05state\x18\x0c \x01(\t\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"?\n\x15WatchOperationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x01*\xda\x01\n\x08TaskType\x12\x19\n\x15TASK_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18TASK_TYPE_CLASSIFICATION\x10\x01\x12\x18\n\x14TASK_TYPE_EXTRACTION\x10\x02\x12\x1a\n\x16TASK_TYPE_QA_OPEN_BOOK\x10\x03\x12\x1c\n\x18TASK_TYPE_QA_CLOSED_BOOK\x10\x04\x12\x1a\n\x16TASK_TYPE_TOOL_CALLING\x10\x05\x12%\n!TASK_TYPE_MULTI_TURN_TOOL_CALLING\x10\x06*\x8d\x01\n\x0bModelFormat\x12\x1c\n\x18MODEL_FORMAT_UNSPECIFIED\x10\x00\x12\x13\n\x0fMODEL_FORMAT_HF\x10\x01\x12\x1d\n\x19MODEL_FORMAT_PEFT_ADAPTER\x10\x02\x12\x15\n\x11MODEL_FORMAT_ONNX\x10\x03\x12\x15\n\x11MODEL_FORMAT_GGUF\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64istillery/v1/common.proto\x12\rdistillery.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"8\n\x0b\x41rtifactRef\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\"Q\n\x08ModelRef\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12*\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1a.distillery.v1.ModelFormat\x12\x0c\n\x04\x62\x61se\x18\x03 \x01(\t\"p\n\x07\x45xample\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\t\x12)\n\x08metadata\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"u\n\nToolSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12+\n\nparameters\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fparameters_json\x18\x04 \x01(\t\"\xbd\x04\n\x08TaskSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x04type\x18\x02 \x01(\x0e\x32\x17.distillery.v1.TaskType\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12J\n\x12label_descriptions\x18\x05 \x03(\x0b\x32..distillery.v1.TaskSpec.LabelDescriptionsEntry\x12.\n\routput_schema\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05tools\x18\x07 \x03(\x0b\x32\x19.distillery.v1.ToolSchema\x12\x15\n\rallow_no_call\x18\x08 \x01(\x08\x12\x19\n\x11input_description\x18\t \x01(\t\x12\x1a\n\x12judge_instructions\x18\n \x01(\t\x12\x0e\n\x06topics\x18\x0b \x03(\t\x12(\n\x07teacher\x18\x0c \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12(\n\x07student\x18\r \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12)\n\x08settings\x18\x0e \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x12output_schema_json\x18\x0f \x01(\t\x1a\x38\n\x16LabelDescriptionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf6\x02\n\x11OperationMetadata\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\r\n\x05stage\x18\x02 \x01(\t\x12\x0c\n\x04\x64one\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12\x0c\n\x04unit\x18\x05 \x01(\t\x12\x0c\n\x04rate\x18\x06 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x07 \x01(\x01\x12@\n\x08\x63ounters\x18\x08 \x03(\x0b\x32..distillery.v1.OperationMetadata.CountersEntry\x12\x0f\n\x07message\x18\t \x01(\t\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05state\x18\x0c \x01(\t\x1a/\n\rCountersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"?\n\x15WatchOperationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x01*\xda\x01\n\x08TaskType\x12\x19\n\x15TASK_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18TASK_TYPE_CLASSIFICATION\x10\x01\x12\x18\n\x14TASK_TYPE_EXTRACTION\x10\x02\x12\x1a\n\x16TASK_TYPE_QA_OPEN_BOOK\x10\x03\x12\x1c\n\x18TASK_TYPE_QA_CLOSED_BOOK\x10\x04\x12\x1a\n\x16TASK_TYPE_TOOL_CALLING\x10\x05\x12%\n!TASK_TYPE_MULTI_TURN_TOOL_CALLING\x10\x06*\x8d\x01\n\x0bModelFormat\x12\x1c\n\x18MODEL_FORMAT_UNSPECIFIED\x10\x00\x12\x13\n\x0fMODEL_FORMAT_HF\x10\x01\x12\x1d\n\x19MODEL_FORMAT_PEFT_ADAPTER\x10\x02\x12\x15\n\x11MODEL_FORMAT_ONNX\x10\x03\x12\x15\n\x11MODEL_FORMAT_GGUF\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,10 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TASKSPEC_LABELDESCRIPTIONSENTRY']._serialized_options = b'8\001'
   _globals['_OPERATIONMETADATA_COUNTERSENTRY']._loaded_options = None
   _globals['_OPERATIONMETADATA_COUNTERSENTRY']._serialized_options = b'8\001'
-  _globals['_TASKTYPE']._serialized_start=1448
-  _globals['_TASKTYPE']._serialized_end=1666
-  _globals['_MODELFORMAT']._serialized_start=1669
-  _globals['_MODELFORMAT']._serialized_end=1810
+  _globals['_TASKTYPE']._serialized_start=1501
+  _globals['_TASKTYPE']._serialized_end=1719
+  _globals['_MODELFORMAT']._serialized_start=1722
+  _globals['_MODELFORMAT']._serialized_end=1863
   _globals['_ARTIFACTREF']._serialized_start=108
   _globals['_ARTIFACTREF']._serialized_end=164
   _globals['_MODELREF']._serialized_start=166
@@ -48,15 +48,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXAMPLE']._serialized_start=249
   _globals['_EXAMPLE']._serialized_end=361
   _globals['_TOOLSCHEMA']._serialized_start=363
-  _globals['_TOOLSCHEMA']._serialized_end=455
-  _globals['_TASKSPEC']._serialized_start=458
-  _globals['_TASKSPEC']._serialized_end=1003
-  _globals['_TASKSPEC_LABELDESCRIPTIONSENTRY']._serialized_start=947
-  _globals['_TASKSPEC_LABELDESCRIPTIONSENTRY']._serialized_end=1003
-  _globals['_OPERATIONMETADATA']._serialized_start=1006
-  _globals['_OPERATIONMETADATA']._serialized_end=1380
-  _globals['_OPERATIONMETADATA_COUNTERSENTRY']._serialized_start=1333
-  _globals['_OPERATIONMETADATA_COUNTERSENTRY']._serialized_end=1380
-  _globals['_WATCHOPERATIONREQUEST']._serialized_start=1382
-  _globals['_WATCHOPERATIONREQUEST']._serialized_end=1445
+  _globals['_TOOLSCHEMA']._serialized_end=480
+  _globals['_TASKSPEC']._serialized_start=483
+  _globals['_TASKSPEC']._serialized_end=1056
+  _globals['_TASKSPEC_LABELDESCRIPTIONSENTRY']._serialized_start=1000
+  _globals['_TASKSPEC_LABELDESCRIPTIONSENTRY']._serialized_end=1056
+  _globals['_OPERATIONMETADATA']._serialized_start=1059
+  _globals['_OPERATIONMETADATA']._serialized_end=1433
+  _globals['_OPERATIONMETADATA_COUNTERSENTRY']._serialized_start=1386
+  _globals['_OPERATIONMETADATA_COUNTERSENTRY']._serialized_end=1433
+  _globals['_WATCHOPERATIONREQUEST']._serialized_start=1435
+  _globals['_WATCHOPERATIONREQUEST']._serialized_end=1498
 # @@protoc_insertion_point(module_scope)

@@ -76,17 +76,19 @@ class Example(_message.Message):
     def __init__(self, id: _Optional[str] = ..., input: _Optional[str] = ..., output: _Optional[str] = ..., context: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ToolSchema(_message.Message):
-    __slots__ = ("name", "description", "parameters")
+    __slots__ = ("name", "description", "parameters", "parameters_json")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_JSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     parameters: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    parameters_json: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parameters_json: _Optional[str] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("name", "type", "description", "labels", "label_descriptions", "output_schema", "tools", "allow_no_call", "input_description", "judge_instructions", "topics", "teacher", "student", "settings")
+    __slots__ = ("name", "type", "description", "labels", "label_descriptions", "output_schema", "tools", "allow_no_call", "input_description", "judge_instructions", "topics", "teacher", "student", "settings", "output_schema_json")
     class LabelDescriptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +110,7 @@ class TaskSpec(_message.Message):
     TEACHER_FIELD_NUMBER: _ClassVar[int]
     STUDENT_FIELD_NUMBER: _ClassVar[int]
     SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: TaskType
     description: str
@@ -122,7 +125,8 @@ class TaskSpec(_message.Message):
     teacher: ModelRef
     student: ModelRef
     settings: _struct_pb2.Struct
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[TaskType, str]] = ..., description: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., label_descriptions: _Optional[_Mapping[str, str]] = ..., output_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[ToolSchema, _Mapping]]] = ..., allow_no_call: _Optional[bool] = ..., input_description: _Optional[str] = ..., judge_instructions: _Optional[str] = ..., topics: _Optional[_Iterable[str]] = ..., teacher: _Optional[_Union[ModelRef, _Mapping]] = ..., student: _Optional[_Union[ModelRef, _Mapping]] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    output_schema_json: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[TaskType, str]] = ..., description: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., label_descriptions: _Optional[_Mapping[str, str]] = ..., output_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[ToolSchema, _Mapping]]] = ..., allow_no_call: _Optional[bool] = ..., input_description: _Optional[str] = ..., judge_instructions: _Optional[str] = ..., topics: _Optional[_Iterable[str]] = ..., teacher: _Optional[_Union[ModelRef, _Mapping]] = ..., student: _Optional[_Union[ModelRef, _Mapping]] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_schema_json: _Optional[str] = ...) -> None: ...
 
 class OperationMetadata(_message.Message):
     __slots__ = ("service", "stage", "done", "total", "unit", "rate", "eta_seconds", "counters", "message", "create_time", "update_time", "state")
