@@ -241,12 +241,15 @@ class HFStudentCandidate(Candidate):
         if self.task.type == "classification" and self.options.constrained:
             self.trie = LabelTrie(list(self.task.labels), label_sequences(self.tokenizer, list(self.task.labels)))
 
+    def _prompt_tokens(self, example: Example) -> list[int]:
+        """The student's chat-formatted prompt, exactly as training formatted it."""
+        prompt = render_prompt(self.tokenizer, self.task, example.input, example.context)
+        return self.tokenizer.encode(prompt, add_special_tokens=False)
+
     def _prompt_ids(self, example: Example) -> Any:
         import torch
 
-        prompt = render_prompt(self.tokenizer, self.task, example.input, example.context)
-        ids = self.tokenizer.encode(prompt, add_special_tokens=False)
-        return torch.tensor([ids], device=self.device)
+        return torch.tensor([self._prompt_tokens(example)], device=self.device)
 
     def _classify(self, example: Example) -> Prediction:
         import torch
@@ -286,8 +289,7 @@ class HFStudentCandidate(Candidate):
 
         tokenizer = self.tokenizer
         start = time.perf_counter()
-        prompts = [tokenizer.encode(render_prompt(tokenizer, self.task, e.input, e.context), add_special_tokens=False)
-                   for e in examples]
+        prompts = [self._prompt_tokens(e) for e in examples]
         width = max(len(p) for p in prompts)
         ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)

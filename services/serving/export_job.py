@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common.artifacts import MANIFEST, link_or_copy
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.jsonl import read_jsonl
 from services.common.taskspec import TaskSpec
@@ -50,9 +51,11 @@ def _dir_size(path: Path) -> int:
 def run_export(checkpoint: Path, spec: TaskSpec, work_dir: Path, quantizations: Sequence[str] = (),
                min_parity: float = DEFAULT_MIN_PARITY, model_name: str = "student", model_version: str = "1",
                parity_inputs: Sequence[tuple[str, str]] | None = None, adapter: Path | None = None,
-               progress: Callable[..., None] | None = None) -> ExportOutcome:
+               progress: Callable[..., None] | None = None, link_inputs: bool = False) -> ExportOutcome:
     """Build the bundle in ``work_dir/bundle``. Raises FailedPrecondition when the fp32 export itself
-    is below ``min_parity``; quantized variants below it are refused (left out, with the numbers)."""
+    is below ``min_parity``; quantized variants below it are refused (left out, with the numbers).
+    ``link_inputs``: hard-link the checkpoint and adapter into the bundle (sealed store artifacts
+    only) instead of copying them."""
     progress = progress or (lambda **_: None)
     if not 0.0 <= min_parity <= 1.0:
         raise InvalidArgument(f"min_parity={min_parity} must be between 0 and 1")
@@ -92,11 +95,14 @@ def run_export(checkpoint: Path, spec: TaskSpec, work_dir: Path, quantizations: 
             shutil.rmtree(path, ignore_errors=True)
     del reference
     progress(stage="bundling", done=done, total=steps)
+    # Sealed store artifacts are never rewritten in place, so the bundle links them (the 500 MB
+    # checkpoint is not stored twice); a user's own folder is copied, since its owner may rewrite it.
+    copy = link_or_copy if link_inputs else shutil.copy2
     target = bundle / "checkpoint"
     if not target.exists():
-        shutil.copytree(checkpoint, target, ignore=shutil.ignore_patterns("MANIFEST.json"))
+        shutil.copytree(checkpoint, target, ignore=shutil.ignore_patterns(MANIFEST), copy_function=copy)
     if adapter is not None and not (bundle / "adapter").exists():
-        shutil.copytree(adapter, bundle / "adapter", ignore=shutil.ignore_patterns("MANIFEST.json"))
+        shutil.copytree(adapter, bundle / "adapter", ignore=shutil.ignore_patterns(MANIFEST), copy_function=copy)
     bundle_mod.write_task(bundle, spec)
     bundle_mod.write_usage(bundle, model_name, inputs[0][0])
     write_model_card(bundle / "MODEL_CARD.md", {

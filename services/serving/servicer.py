@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import grpc
 from distillery.v1 import common_pb2, serving_pb2, serving_pb2_grpc
 from inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 
-from services.common.artifacts import Artifact, sha256_file
+from services.common.artifacts import MANIFEST, Artifact
 from services.common.convert import TASK_TYPE_TO_PROTO, dict_to_message, message_to_dict, task_from_proto
 from services.common.errors import InvalidArgument, NotFound
 from services.common.jobs import OperationContext
@@ -133,18 +134,24 @@ def export_handler(repository: ModelRepository, model_cache: Path | None):
 
         outcome = run_export(checkpoint, spec, op.work_dir, quantizations,
                              float(req.get("min_parity") or DEFAULT_MIN_PARITY), name, version, parity_inputs,
-                             adapter, progress)
+                             adapter, progress,
+                             link_inputs=op.store.holds(checkpoint) and (adapter is None or op.store.holds(adapter)))
         key = op.output_key("bundle")
-        bundle = op.store.put_dir(key, outcome.bundle)
-        card = op.store.put_file(op.output_key("MODEL_CARD.md"), outcome.bundle / "MODEL_CARD.md")
+        bundle = op.store.put_dir(key, outcome.bundle, link=True)
+        # The store holds the bundle now (hard links on a local store: the work copy cost no disk).
+        # Dropping the work copy frees the disk on other stores and keeps a later run of this
+        # operation from rewriting the stored files through those links.
+        shutil.rmtree(outcome.bundle, ignore_errors=True)
+        stored_files = op.store.read_json(f"{key}/{MANIFEST}")["files"]
+        card = op.store.put_bytes(op.output_key("MODEL_CARD.md"), op.store.read_bytes(f"{key}/MODEL_CARD.md"))
         variants = []
         for v in outcome.variants:
             entry: dict[str, Any] = {"quantization": QUANT_TO_NAME[v.quantization],
                                      "parity": v.parity["agreement"], "accepted": v.accepted, "reason": v.reason}
             if v.accepted:
-                onnx_file = outcome.bundle / VARIANT_DIRS[v.quantization] / "model.onnx"
-                entry["onnx"] = Artifact(op.store.uri_for(f"{key}/{VARIANT_DIRS[v.quantization]}/model.onnx"),
-                                         sha256_file(onnx_file), onnx_file.stat().st_size).to_dict()
+                rel = f"{VARIANT_DIRS[v.quantization]}/model.onnx"
+                entry["onnx"] = Artifact(op.store.uri_for(f"{key}/{rel}"), str(stored_files[rel]["sha256"]),
+                                         int(stored_files[rel]["size"])).to_dict()
             variants.append(entry)
         if req.get("model_name"):
             local = op.store.local_path(bundle.uri, verify=False)

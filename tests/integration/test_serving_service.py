@@ -18,6 +18,7 @@ from distillery.v1 import common_pb2, serving_pb2, serving_pb2_grpc
 from inference import grpc_predict_v2_pb2 as oip
 from inference import grpc_predict_v2_pb2_grpc as oip_grpc
 
+from services.common.artifacts import sha256_file
 from services.common.client import OperationsClient
 from services.common.convert import task_to_proto
 from services.serving.testing import SENTIMENT, SENTIMENT_EXAMPLES, cached_tiny_student
@@ -110,6 +111,12 @@ def test_export_writes_bundle_with_parity_and_card(served):
     for v in result.variants:
         if v.accepted:
             assert v.onnx.sha256 and v.onnx.size > 0
+            onnx = Path(urlparse(v.onnx.uri).path)
+            assert sha256_file(onnx) == v.onnx.sha256 and onnx.stat().st_size == v.onnx.size
+    # The checkpoint came from a folder outside the store (its owner may rewrite it): copied, not
+    # linked. The export's work copy is gone once the store holds the bundle.
+    assert (bundle / "checkpoint" / "model.safetensors").stat().st_nlink == 1
+    assert not list((served["home"] / "work" / "serving").glob("*/bundle"))
 
 
 def test_same_answers_through_typed_rpc_openai_and_tritonclient(served):

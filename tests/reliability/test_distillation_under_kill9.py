@@ -212,6 +212,16 @@ def test_distillation_survives_kill9_of_every_long_running_service(platform) -> 
         assert sorted(indices) == list(range(EVAL_EXAMPLES)), (partial.name, Counter(indices))
     assert job.student_teacher_ratio > 0
 
+    # --- the bundle links the trained checkpoint (one copy on disk), no work copy is left ------
+    def stored(stage: str, artifact: str) -> Path:
+        return store.local_path(Artifact.from_dict(json_format.MessageToDict(
+            stages[stage].artifacts[artifact], preserving_proto_field_name=True)))
+
+    merged, exported = stored("train", "merged"), stored("export", "bundle")
+    assert (exported / "checkpoint" / "model.safetensors").stat().st_ino == (merged / "model.safetensors").stat().st_ino
+    assert (exported / "onnx" / "model.onnx").stat().st_nlink == 1  # the work copy was dropped
+    assert not list((handles["serving"].home / "work" / "serving").glob("*/bundle"))
+
     # --- the served student answers, and takes 32 concurrent clients without an error -------
     serving = serving_pb2_grpc.ServingServiceStub(handles["serving"].channel())
     reply = serving.Predict(serving_pb2.PredictRequest(model_name="news-topic", inputs=[bundle.test[0].input]),
