@@ -42,32 +42,34 @@ class FlakyServer:
                     time.sleep(outer.service_time)
                     if fail and outer.hang:
                         time.sleep(outer.hang)
-                    if fail:
-                        self.send_response(outer.status)
-                        self.send_header("content-type", "application/json")
-                        self.send_header("retry-after", "0")
-                        self.end_headers()
-                        self.wfile.write(json.dumps({"error": {"message": "slow down"}}).encode())
-                        return
-                    prompt = body.get("prompt") or body["messages"][-1]["content"]
-                    if self.path.endswith("/chat/completions"):
-                        choice = {"index": 0, "message": {"role": "assistant", "content": f"chat:{prompt}"},
-                                  "finish_reason": "stop"}
-                        obj = "chat.completion"
-                    else:
-                        choice = {"index": 0, "text": f"echo:{prompt}", "finish_reason": "stop", "logprobs": None}
-                        obj = "text_completion"
-                    reply = {"id": "x", "object": obj, "created": 0, "model": body["model"], "choices": [choice],
-                             "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
-                    data = json.dumps(reply).encode()
-                    self.send_response(200)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
                 finally:
+                    # Counted out before the answer is written: once the client has the answer it
+                    # may send its next request before this thread runs again (a loaded machine).
                     with outer.lock:
                         outer.in_flight -= 1
+                if fail:
+                    self.send_response(outer.status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("retry-after", "0")
+                    self.end_headers()
+                    self.wfile.write(json.dumps({"error": {"message": "slow down"}}).encode())
+                    return
+                prompt = body.get("prompt") or body["messages"][-1]["content"]
+                if self.path.endswith("/chat/completions"):
+                    choice = {"index": 0, "message": {"role": "assistant", "content": f"chat:{prompt}"},
+                              "finish_reason": "stop"}
+                    obj = "chat.completion"
+                else:
+                    choice = {"index": 0, "text": f"echo:{prompt}", "finish_reason": "stop", "logprobs": None}
+                    obj = "text_completion"
+                reply = {"id": "x", "object": obj, "created": 0, "model": body["model"], "choices": [choice],
+                         "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
