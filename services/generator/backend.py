@@ -80,6 +80,10 @@ class Backend(Protocol):
 
     def complete(self, request: CompletionRequest) -> list[Completion]: ...
 
+    def count_tokens(self, text: str) -> int:
+        """How many tokens ``text`` is for this teacher (budgets derived from the seeds)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -18,14 +18,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common.budget import budget_for
 from services.common.errors import FailedPrecondition
 from services.common.jsonl import JsonlAppender, read_jsonl, repair_tail, write_jsonl_atomic
 from services.common.taskspec import Example, TaskSpec, example_id, normalize_text
 from services.generator.backend import Backend, CompletionRequest
 from services.generator.inputs import load_context, load_seeds, task_from_request
-from services.generator.labeling import content_free_prior, fixed_label_shots, label_prompts
+from services.generator.labeling import answer_budget, content_free_prior, fixed_label_shots, label_prompts
 from services.generator.method import clean_input, input_problem, label_prompt, plan_row
-from services.generator.prompting import input_stop
+from services.generator.prompting import DEFAULT_INPUT_TOKENS, input_stop, one_line
 from services.generator.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,11 @@ class GenerationJob:
         self.teacher = teacher or backend.name
         self.label_shots = fixed_label_shots(spec, seeds, settings.random_seed, settings.label_shots)
         self._prior: dict[str, float] | None = None
+        # Token budgets fit to the seeds (unless set): inputs and answers longer than a fixed cap
+        # would otherwise be cut, and a cut row is refused below.
+        self.input_budget = settings.input_max_tokens or budget_for(
+            (backend.count_tokens(one_line(e.input)) for e in seeds), DEFAULT_INPUT_TOKENS)
+        self.label_budget = answer_budget(backend, spec, seeds, settings.label_max_tokens)
 
     def prior(self) -> dict[str, float] | None:
         """The teacher's content-free label prior (classification, computed once per run)."""
@@ -130,17 +136,18 @@ class GenerationJob:
         plans = [plan_row(self.spec, self.seeds, self.context, i, s.random_seed, s.input_shots, self.label_shots)
                  for i in range(start, start + count)]
         inputs = self.backend.complete(CompletionRequest(
-            prompts=[p.input_prompt for p in plans], max_tokens=s.input_max_tokens, temperature=s.temperature,
+            prompts=[p.input_prompt for p in plans], max_tokens=self.input_budget, temperature=s.temperature,
             top_p=s.top_p, seeds=[p.seed for p in plans], stop=input_stop(self.spec)))
         prompt_tokens = sum(c.prompt_tokens for c in inputs)
         completion_tokens = sum(c.completion_tokens for c in inputs)
         texts = [clean_input(c.text) for c in inputs]
         # Inputs that copy a seed or an earlier batch are refused before the teacher labels them.
-        early = [input_problem(text, seen) for text in texts]
+        early = [f"input hit input_max_tokens ({self.input_budget}) and was cut; raise generation.input_max_tokens"
+                 if c.finish_reason == "length" else input_problem(text, seen) for c, text in zip(inputs, texts)]
         to_label = [i for i, problem in enumerate(early) if problem is None]
         outcomes = label_prompts(self.backend, self.spec, [label_prompt(self.spec, plans[i], texts[i]) for i in to_label],
                                  [plans[i].label_seed for i in to_label], temperature=s.label_temperature,
-                                 max_tokens=s.label_max_tokens, prior=self.prior())
+                                 max_tokens=self.label_budget, prior=self.prior())
         labelled = dict(zip(to_label, outcomes))
         prompt_tokens += sum(o.completion.prompt_tokens for o in outcomes)
         completion_tokens += sum(o.completion.completion_tokens for o in outcomes)

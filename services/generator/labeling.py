@@ -3,9 +3,12 @@ and the Label RPC (teacher baseline in evaluation, relabelling)."""
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.common.budget import budget_for
 from services.common.taskspec import Example, OutputError, TaskSpec
 from services.generator.backend import Backend, Completion, CompletionRequest
 from services.generator.method import pick_label_shots, row_seed
@@ -23,6 +26,29 @@ class LabelOutcome:
     completion: Completion
     output: str | None  # canonical output text, or None when the answer was unusable
     error: str = ""
+
+
+def answer_text(spec: TaskSpec, example: Example) -> str:
+    """A seed's answer as the teacher writes it: " label", compact JSON, or the text."""
+    if spec.type == "classification":
+        return " " + example.output
+    if spec.is_structured:
+        try:
+            return json.dumps(json.loads(example.output), separators=(",", ":"), ensure_ascii=False)
+        except json.JSONDecodeError:
+            return example.output
+    return example.output
+
+
+def answer_budget(backend: Backend, spec: TaskSpec, seeds: Sequence[Example], requested: int = 0) -> int:
+    """``requested`` when set; else the task type's default, raised to fit the seeds' longest
+    answer (1.5× it, see services.common.budget), so long answers are not cut."""
+    if requested > 0:
+        return requested
+    # Every label, not only those the seeds show: a long label missing from the seeds is still an answer.
+    answers = [" " + label for label in spec.labels] if spec.type == "classification" \
+        else [answer_text(spec, s) for s in seeds]
+    return budget_for((backend.count_tokens(a) for a in answers), label_max_tokens(spec))
 
 
 def fixed_label_shots(spec: TaskSpec, seeds: list[Example], random_seed: int, count: int = 8) -> list[Example]:
@@ -74,13 +100,15 @@ def label_prompts(backend: Backend, spec: TaskSpec, prompts: list[str], seeds: l
             ranked = sorted(completion.choice_probabilities.items(), key=lambda kv: -kv[1])
             if prior and temperature == 0.0 and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
                 completion.text = " " + ranked[0][0]
+        if completion.finish_reason == "length":
+            # Cut mid-answer: free text would still parse, and a student would learn to stop mid-sentence.
+            outcomes.append(LabelOutcome(completion, None, f"the answer hit max_tokens ({request.max_tokens}) "
+                                         "and was cut; raise generation.label_max_tokens"))
+            continue
         try:
             outcomes.append(LabelOutcome(completion, parse_label(spec, completion.text)))
         except OutputError as exc:
-            reason = str(exc)
-            if completion.finish_reason == "length":
-                reason += " (the answer hit max_tokens)"
-            outcomes.append(LabelOutcome(completion, None, reason))
+            outcomes.append(LabelOutcome(completion, None, str(exc)))
     return outcomes
 
 
@@ -96,4 +124,5 @@ def label_examples(backend: Backend, spec: TaskSpec, seeds: list[Example], examp
         chosen = [s for s in fixed if s.input != example.input] or fixed
         prompts.append(render_label_prompt(spec, chosen, example.input, example.context))
     seeds_ = [row_seed(random_seed, i, "label") for i in range(len(examples))]
-    return label_prompts(backend, spec, prompts, seeds_, temperature=temperature, max_tokens=max_tokens, prior=prior)
+    return label_prompts(backend, spec, prompts, seeds_, temperature=temperature,
+                         max_tokens=answer_budget(backend, spec, seeds, max_tokens), prior=prior)

@@ -166,6 +166,11 @@ class OpenAIBackend:
             delay = min(self.config.backoff_max, delay * 2)
         raise AssertionError("unreachable")
 
+    def count_tokens(self, text: str) -> int:
+        # A remote teacher's tokenizer is not at hand. Every byte-level BPE token covers at least one
+        # UTF-8 byte, so the byte count is an upper bound (a budget from it may be generous, never short).
+        return len(text.encode())
+
     def complete(self, request: CompletionRequest) -> list[Completion]:
         futures = [self._pool.submit(self._one, prompt, request, request.seed_for(i))
                    for i, prompt in enumerate(request.prompts)]

@@ -118,6 +118,9 @@ def label_constraint(spec: TaskSpec) -> Constraint:
     return Constraint()
 
 
+DEFAULT_INPUT_TOKENS = 96  # a generated input's budget before it is fit to the seeds
+
+
 def label_max_tokens(spec: TaskSpec, requested: int = 0) -> int:
     if requested > 0:
         return requested

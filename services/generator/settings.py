@@ -30,8 +30,10 @@ class GenerationSettings:
     batch_size: int = 16
     input_shots: int = 6
     label_shots: int = 8
-    input_max_tokens: int = 96
-    label_max_tokens: int = 0  # 0: per task type
+    # 0: fit to the seeds — the type's default (inputs 96; answers 16 for a label, 256 for JSON,
+    # 96 for text), raised to 1.5× the longest seed (services.common.budget).
+    input_max_tokens: int = 0
+    label_max_tokens: int = 0
     # The teacher labels greedily by default: the label should be its best answer, not a sample.
     label_temperature: float = 0.0
     # Classification: divide the teacher's label probabilities by its content-free prior (contextual

@@ -107,6 +107,10 @@ class VllmBackend:
         _ = self.llm
 
     # ----- prompts ----------------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        _ = self.llm  # the tokenizer comes with the engine
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
     def render(self, prompt: PromptInput) -> str:
         if isinstance(prompt, str):
             return prompt

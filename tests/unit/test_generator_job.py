@@ -14,7 +14,7 @@ import pytest
 
 from services.common.errors import Cancelled, FailedPrecondition
 from services.common.jsonl import read_jsonl
-from services.common.taskspec import check_output, load_task, normalize_text
+from services.common.taskspec import Example, TaskSpec, check_output, load_task, normalize_text
 from services.generator.backend import Completion, CompletionRequest
 from services.generator.job import EXAMPLES, REJECTED, STATE, GenerationJob
 from services.generator.settings import GenerationSettings
@@ -48,9 +48,15 @@ class ScriptedTeacher:
                 text = json.dumps({"name": f"Person {seed}", "city": "Rome"})
             probs = {c: 1.0 / len(request.constraint.choices) for c in request.constraint.choices} \
                 if request.choice_logprobs else {}
+            words, finish = text.split(" "), "stop"
+            if 0 < request.max_tokens < self.count_tokens(text):  # a real engine stops at the budget
+                text, finish = " ".join(words[:request.max_tokens]), "length"
             out.append(Completion(text=text, prompt_tokens=len(str(prompt)) // 4, completion_tokens=7,
-                                  choice_probabilities=probs))
+                                  finish_reason=finish, choice_probabilities=probs))
         return out
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split(" "))  # one token per space-separated piece
 
     def close(self) -> None:
         pass
@@ -161,3 +167,35 @@ def test_a_teacher_that_only_copies_fails_clearly(tmp_path: Path) -> None:
     job.backend.complete = lambda request: [Completion(text=job.seeds[0].input) for _ in request.prompts]
     with pytest.raises(FailedPrecondition, match="usable rows"):
         job.run(noop, lambda: None)
+
+
+def test_budgets_fit_the_seeds_and_cut_rows_are_refused(tmp_path: Path) -> None:
+    job = make_job(tmp_path / "default")
+    assert job.input_budget == 96  # short seeds: the default
+    long_seeds = [Example(input=" ".join(["word"] * 150), output=s.output, id=f"long-{i}")
+                  for i, s in enumerate(job.seeds)]
+    settings = GenerationSettings(target=8, batch_size=8, random_seed=11)
+    fitted = GenerationJob(job.spec, long_seeds, [], settings, ScriptedTeacher(), tmp_path / "long")
+    assert fitted.input_budget == 241  # 1.5 x 150 + 16
+    assert fitted.label_budget == 19  # every label is " word" (2 pieces): 1.5 x 2 + 16, the labels' not the seeds'
+
+    # A budget below what the teacher writes: every input is cut, and a cut input is never a row.
+    cut = GenerationJob(job.spec, job.seeds, [], GenerationSettings(target=8, batch_size=8, random_seed=11,
+                                                                     input_max_tokens=2),
+                        ScriptedTeacher(), tmp_path / "cut")
+    rows, rejected, *_ = cut.run_batch(0, 4, {}, need=4)
+    assert rows == [] and len(rejected) == 4
+    assert all(r["reason"].startswith("input hit input_max_tokens (2) and was cut") for r in rejected)
+
+
+def test_free_text_answers_cut_at_max_tokens_are_refused() -> None:
+    from services.generator.labeling import answer_budget, label_examples
+
+    bundle = load_task(TASKS / "intent")
+    spec = TaskSpec.from_dict({**bundle.spec.to_dict(), "type": "qa-closed-book", "labels": []})
+    seeds = [Example(input=f"question {i}", output=" ".join(["answer"] * 100), id=f"s{i}") for i in range(3)]
+    teacher = ScriptedTeacher()
+    assert answer_budget(teacher, spec, seeds) == 166  # 1.5 x 100 + 16, above the text default of 96
+    assert answer_budget(teacher, spec, seeds, requested=5) == 5
+    outcomes = label_examples(teacher, spec, seeds, [Example(input="new question", output="")], max_tokens=2)
+    assert outcomes[0].output is None and outcomes[0].error.startswith("the answer hit max_tokens (2)")
