@@ -19,12 +19,13 @@ import logging
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from services.common.artifacts import ArtifactStore
+from services.common.budget import budget_for
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.student_format import parse_answer, render_prompt
 from services.common.taskspec import Example, TaskSpec
@@ -64,7 +65,9 @@ class EvalOptions:
     """The ``config`` struct of StartEvaluation (all optional)."""
 
     max_examples: int = 0            # 0: the whole test set
-    max_new_tokens: int = 0          # 0: 16 for classification, 256 otherwise
+    # 0: fit to the seeds' answers in each model's own tokens (services.common.budget), never
+    # below 16 for classification and 256 otherwise; the teacher's is fit by the generator.
+    max_new_tokens: int = 0
     constrained: bool = True         # label scoring for classification, stop at a complete JSON value
     teacher_batch_size: int = 8      # examples per Label call (latency is amortized over the batch)
     # Examples a transformers student generates at once (left-padded, latency amortized over the
@@ -100,8 +103,10 @@ class EvalOptions:
             raise InvalidArgument("config: max_examples, max_new_tokens and student_batch_size must be >= 0")
         return options
 
-    def new_tokens(self, spec: TaskSpec) -> int:
-        return self.max_new_tokens or (16 if spec.type == "classification" else DEFAULT_MAX_NEW_TOKENS)
+    def new_tokens(self, spec: TaskSpec, answer_tokens: Sequence[int] = ()) -> int:
+        """``max_new_tokens`` when set, else the type's default raised to fit the longest answer."""
+        default = 16 if spec.type == "classification" else DEFAULT_MAX_NEW_TOKENS
+        return self.max_new_tokens or budget_for(answer_tokens, default)
 
 
 class Candidate(ABC):
@@ -114,6 +119,13 @@ class Candidate(ABC):
         self.spec = spec
         self.task = task
         self.options = options
+        # Answers the budget is fit to (every label, or the seeds' outputs); set by build_candidate.
+        self.answers: list[str] = []
+
+    def answer_budget(self, tokenizer: Any) -> int:
+        """``new_tokens`` for this model: the answers counted in its own tokens."""
+        return self.options.new_tokens(self.task, [len(tokenizer.encode(a, add_special_tokens=False))
+                                                   for a in self.answers])
 
     @property
     def name(self) -> str:
@@ -196,6 +208,7 @@ class HFStudentCandidate(Candidate):
         self.model: Any = None
         self.tokenizer: Any = None
         self.trie: Any = None
+        self.max_new_tokens = 0  # set by load(): fit to the answers in this tokenizer's tokens
         self._threads_before = 0
         if task.type == "classification" and options.constrained:
             self.constrained_note = "constrained: most likely label (label token log-likelihood)"
@@ -236,6 +249,7 @@ class HFStudentCandidate(Candidate):
 
             model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
         self.model = model.to(self.device).eval()
+        self.max_new_tokens = self.answer_budget(self.tokenizer)
         self.eos_ids = sorted(eos_token_ids(self.tokenizer, base_path))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         if self.task.type == "classification" and self.options.constrained:
@@ -302,7 +316,7 @@ class HFStudentCandidate(Candidate):
         stopping = StoppingCriteriaList([_StopAtJson()]) if self.task.is_structured and self.options.constrained else None
         with torch.inference_mode():
             out = self.model.generate(ids, attention_mask=mask, do_sample=False,
-                                      max_new_tokens=self.options.new_tokens(self.task), eos_token_id=self.eos_ids,
+                                      max_new_tokens=self.max_new_tokens, eos_token_id=self.eos_ids,
                                       pad_token_id=self.pad_id, stopping_criteria=stopping)
         seconds = (time.perf_counter() - start) / len(examples)
         predictions = []
@@ -337,6 +351,7 @@ class OnnxStudentCandidate(Candidate):
         super().__init__(spec, task, options)
         self._resolve = resolve
         self.generator: Any = None
+        self.max_new_tokens = 0  # set by load()
         if task.type == "classification" and options.constrained:
             self.constrained_note = "constrained: most likely label (label token log-likelihood)"
         elif task.is_structured and options.constrained:
@@ -349,6 +364,7 @@ class OnnxStudentCandidate(Candidate):
             raise FailedPrecondition("ONNX runtime not available in this build") from None
         path = self._resolve(self.spec.model_uri)
         self.generator = OnnxGenerator.from_dir(path, self.task)
+        self.max_new_tokens = self.answer_budget(self.generator.tokenizer)
 
     def predict(self, examples: list[Example]) -> list[Prediction]:
         if self.generator is None:
@@ -356,7 +372,7 @@ class OnnxStudentCandidate(Candidate):
         results = []
         for example in examples:
             (pred,), seconds = _timed(lambda example=example: self.generator.predict(
-                [example.input], [example.context], max_tokens=self.options.new_tokens(self.task),
+                [example.input], [example.context], max_tokens=self.max_new_tokens,
                 constrained=self.options.constrained))
             results.append(Prediction(pred.output, seconds, pred.completion_tokens, pred.raw,
                                       dict(pred.label_probabilities)))
@@ -390,7 +406,8 @@ class TeacherCandidate(Candidate):
         if self.client is None:
             raise FailedPrecondition(f"candidate {self.name} is not loaded")
         completions, seconds = _timed(lambda: self.client.label(
-            self.task, self._seeds, examples, max_tokens=self.options.new_tokens(self.task),
+            # 0 unless configured: the generator fits the budget to the seeds in the teacher's tokens.
+            self.task, self._seeds, examples, max_tokens=self.options.max_new_tokens,
             timeout=self.options.teacher_timeout_s))
         if len(completions) != len(examples):
             raise FailedPrecondition(f"generator answered {len(completions)} of {len(examples)} examples")
@@ -409,11 +426,17 @@ class TeacherCandidate(Candidate):
 
 def build_candidate(spec: CandidateSpec, task: TaskSpec, options: EvalOptions, *, resolve: ModelResolver,
                     client_factory: Callable[[str], Any], generator_endpoint: str, seeds: Any = None,
-                    device: str = "auto") -> Candidate:
+                    device: str = "auto", seed_outputs: Sequence[str] = ()) -> Candidate:
+    """``seed_outputs``: the seeds' answers, which the students' decode budget is fit to."""
+    candidate: Candidate
     if spec.kind == TEACHER:
-        return TeacherCandidate(spec, task, options, client_factory, generator_endpoint, seeds)
-    if spec.kind == ONNX or spec.model_format == "MODEL_FORMAT_ONNX":
-        return OnnxStudentCandidate(spec, task, options, resolve)
-    if spec.kind == STUDENT:
-        return HFStudentCandidate(spec, task, options, resolve, device)
-    raise NotFound(f"candidate {spec.name}: unknown kind {spec.kind!r}")
+        candidate = TeacherCandidate(spec, task, options, client_factory, generator_endpoint, seeds)
+    elif spec.kind == ONNX or spec.model_format == "MODEL_FORMAT_ONNX":
+        candidate = OnnxStudentCandidate(spec, task, options, resolve)
+    elif spec.kind == STUDENT:
+        candidate = HFStudentCandidate(spec, task, options, resolve, device)
+    else:
+        raise NotFound(f"candidate {spec.name}: unknown kind {spec.kind!r}")
+    # Every label for classification (one the seeds lack is still an answer), else the seeds' outputs.
+    candidate.answers = list(task.labels) if task.type == "classification" else list(seed_outputs)
+    return candidate

@@ -124,6 +124,18 @@ def load_test_examples(path: Path, task: TaskSpec, limit: int = 0) -> list[Examp
     return examples
 
 
+def seed_outputs(path: Path | None) -> list[str]:
+    """The seeds' answers as text. Only the students' decode budget is sized from them, so a bad
+    line is skipped rather than failing the evaluation (the generator reports seed errors)."""
+    outputs: list[str] = []
+    for item in iter_jsonl(path, skip_partial_tail=False) if path is not None else []:
+        row = item.value
+        if not item.error and isinstance(row, dict) and "output" in row:
+            output = row["output"]
+            outputs.append(output if isinstance(output, str) else canonical_json(output))
+    return outputs
+
+
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -363,10 +375,12 @@ def make_handler(config: ServiceConfig, client_factory: Callable[[str], Any] | N
         examples = load_test_examples(test_path, job.task, job.options.max_examples)
         resolve = model_resolver(ctx.store, Path(config.model_cache or config.home / "models"))
         generator = config.peers.get("generator", "")
+        answers = seed_outputs(ctx.store.local_path(job.seeds) if job.seeds is not None else None)
 
         def make_candidate(spec: CandidateSpec) -> Candidate:
             return build_candidate(spec, job.task, job.options, resolve=resolve, client_factory=client_factory,
-                                   generator_endpoint=generator, seeds=job.seeds, device=config.device)
+                                   generator_endpoint=generator, seeds=job.seeds, device=config.device,
+                                   seed_outputs=answers)
 
         judge = None
         if job.options.judge and generator:

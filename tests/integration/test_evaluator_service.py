@@ -5,6 +5,7 @@ teacher through a real generator process (vLLM environment) when that environmen
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -319,3 +320,23 @@ def test_students_batch_on_a_gpu_by_default(evaluator: dict) -> None:
     finally:
         candidate.close()
     assert len(predictions) == 8 and all(0 < p.completion_tokens <= 32 for p in predictions)
+
+
+def test_student_decode_budget_fits_long_seed_answers_in_its_own_tokens(evaluator: dict) -> None:
+    """A task whose answers run past the 256-token default gets room for them: the budget is 1.5 x
+    the longest seed answer counted by the student's own tokenizer (a cut JSON would score 0)."""
+    from tests.helpers.tasks import CONLL
+
+    entities = [{"text": f"Company number {i} of the long list", "type": "ORG"} for i in range(40)]
+    long_answer = json.dumps({"entities": entities})
+    resolve = model_resolver(evaluator["store"], evaluator["config"].model_cache)
+    candidate = build_candidate(CandidateSpec("base-student", "student", model_uri=STUDENT), CONLL,
+                                EvalOptions.from_dict({}), resolve=resolve, client_factory=lambda _: None,
+                                generator_endpoint="", device="cpu", seed_outputs=['{"entities": []}', long_answer])
+    candidate.load()
+    try:
+        tokens = len(candidate.tokenizer.encode(long_answer, add_special_tokens=False))
+        assert tokens > 256
+        assert candidate.max_new_tokens == math.ceil(1.5 * tokens) + 16
+    finally:
+        candidate.close()
