@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.artifacts import ArtifactStore
-from services.common.budget import budget_for
+from services.common.budget import answers_to_fit, budget_for
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.student_format import parse_answer, render_prompt
 from services.common.taskspec import Example, TaskSpec
@@ -437,6 +437,5 @@ def build_candidate(spec: CandidateSpec, task: TaskSpec, options: EvalOptions, *
         candidate = HFStudentCandidate(spec, task, options, resolve, device)
     else:
         raise NotFound(f"candidate {spec.name}: unknown kind {spec.kind!r}")
-    # Every label for classification (one the seeds lack is still an answer), else the seeds' outputs.
-    candidate.answers = list(task.labels) if task.type == "classification" else list(seed_outputs)
+    candidate.answers = answers_to_fit(task, seed_outputs)
     return candidate

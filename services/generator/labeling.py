@@ -8,7 +8,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.common.budget import budget_for
+from services.common.budget import answers_to_fit, budget_for
 from services.common.taskspec import Example, OutputError, TaskSpec
 from services.generator.backend import Backend, Completion, CompletionRequest
 from services.generator.method import pick_label_shots, row_seed
@@ -28,16 +28,16 @@ class LabelOutcome:
     error: str = ""
 
 
-def answer_text(spec: TaskSpec, example: Example) -> str:
-    """A seed's answer as the teacher writes it: " label", compact JSON, or the text."""
+def answer_text(spec: TaskSpec, output: str) -> str:
+    """An answer as the teacher writes it: " label", compact JSON, or the text."""
     if spec.type == "classification":
-        return " " + example.output
+        return " " + output
     if spec.is_structured:
         try:
-            return json.dumps(json.loads(example.output), separators=(",", ":"), ensure_ascii=False)
+            return json.dumps(json.loads(output), separators=(",", ":"), ensure_ascii=False)
         except json.JSONDecodeError:
-            return example.output
-    return example.output
+            return output
+    return output
 
 
 def answer_budget(backend: Backend, spec: TaskSpec, seeds: Sequence[Example], requested: int = 0) -> int:
@@ -45,10 +45,8 @@ def answer_budget(backend: Backend, spec: TaskSpec, seeds: Sequence[Example], re
     answer (1.5× it, see services.common.budget), so long answers are not cut."""
     if requested > 0:
         return requested
-    # Every label, not only those the seeds show: a long label missing from the seeds is still an answer.
-    answers = [" " + label for label in spec.labels] if spec.type == "classification" \
-        else [answer_text(spec, s) for s in seeds]
-    return budget_for((backend.count_tokens(a) for a in answers), label_max_tokens(spec))
+    answers = answers_to_fit(spec, (s.output for s in seeds))
+    return budget_for((backend.count_tokens(answer_text(spec, a)) for a in answers), label_max_tokens(spec))
 
 
 def fixed_label_shots(spec: TaskSpec, seeds: list[Example], random_seed: int, count: int = 8) -> list[Example]:
