@@ -47,11 +47,28 @@ class TrainingConfig:
     # "length-grouped": examples of similar length share a batch (little padding, works with every
     # attention kernel); "packed": several examples per row with a block-diagonal causal mask.
     batching: str = "length-grouped"
+    # --- what the student learns from (services/trainer/mix.py)
+    # Share of each epoch's rows that are the task's seeds (when the request carries them): the
+    # seeds are repeated to reach it, never fewer than once each. They are the only gold labels, so
+    # a mix of hundreds of synthetic rows should not drown them; 0.25 gives 30 seeds beside 300
+    # rows three passes per epoch (the seeds-only recipe in DESIGN.md converges in ~15 passes).
+    seed_share: float = 0.25
+    # Classification: weight of the teacher's label distribution (metadata.choice_probabilities)
+    # against the row's hard label; 0 trains on hard labels only, 1 on the distribution only.
+    soft_label_weight: float = 0.0
+    # Soft labels below this teacher probability are left out (each costs a row).
+    soft_label_min_probability: float = 0.05
     # --- evaluation and early stopping
+    # Held out from the synthetic rows only (seeds always train); no split below 10 rows.
     eval_fraction: float = 0.1
     # Stop after this many epochs without an eval-loss improvement (0: never stop early).
     early_stopping_patience: int = 2
     early_stopping_min_delta: float = 0.0
+    # Without an eval split: stop after this many epochs whose mean training loss fell by less than
+    # train_loss_min_improvement (relative) below the best so far — "until the loss stops falling"
+    # (0: never).
+    train_loss_patience: int = 0
+    train_loss_min_improvement: float = 0.01
     # --- checkpoints
     checkpoint_every_steps: int = 50
     keep_checkpoints: int = 2
@@ -95,6 +112,12 @@ class TrainingConfig:
         need(self.batching in BATCHING, f"batching {self.batching!r} is not one of {', '.join(BATCHING)}")
         need(0.0 <= self.eval_fraction < 0.9, f"eval_fraction must be in [0, 0.9), got {self.eval_fraction}")
         need(self.early_stopping_patience >= 0, "early_stopping_patience must be >= 0")
+        need(0.0 <= self.seed_share < 1.0, f"seed_share must be in [0, 1), got {self.seed_share}")
+        need(0.0 <= self.soft_label_weight <= 1.0, f"soft_label_weight must be in [0, 1], got {self.soft_label_weight}")
+        need(0.0 <= self.soft_label_min_probability < 1.0,
+             f"soft_label_min_probability must be in [0, 1), got {self.soft_label_min_probability}")
+        need(self.train_loss_patience >= 0, "train_loss_patience must be >= 0")
+        need(self.train_loss_min_improvement >= 0, "train_loss_min_improvement must be >= 0")
         need(self.checkpoint_every_steps >= 0, "checkpoint_every_steps must be >= 0 (0: no checkpoints)")
         need(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
         need(self.device in DEVICES or self.device.startswith("cuda:"),

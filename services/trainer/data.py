@@ -33,6 +33,8 @@ GROUP_WINDOW_BATCHES = 50
 class Encoded:
     input_ids: list[int]
     labels: list[int]
+    # How much this row's token losses count (soft-label rows carry the teacher's probability).
+    weight: float = 1.0
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -52,8 +54,9 @@ class EncodeStats:
     skipped_ids: list[str] = field(default_factory=list)
 
 
-def load_examples(path: Path) -> list[Example]:
-    """accepted.jsonl → Examples; a malformed line is an error that names it."""
+def load_examples(path: Path, allow_empty: bool = False) -> list[Example]:
+    """accepted.jsonl → Examples; a malformed line is an error that names it. An empty file is an
+    error unless ``allow_empty`` (the seeds are in the mix: they alone can train a student)."""
     examples: list[Example] = []
     for item in iter_jsonl(path):
         if item.error is not None:
@@ -70,7 +73,7 @@ def load_examples(path: Path) -> list[Example]:
 
             output = json.dumps(output, ensure_ascii=False, separators=(",", ":"))
         examples.append(Example.from_dict({**row, "output": output}))
-    if not examples:
+    if not examples and not allow_empty:
         raise InvalidArgument(f"{path.name}: no training examples")
     return examples
 
@@ -87,11 +90,14 @@ def encode_example(tokenizer: Any, spec: TaskSpec, example: Example, max_seq_len
     return Encoded(list(prompt_ids) + list(answer_ids), [IGNORE] * len(prompt_ids) + list(answer_ids)), truncated
 
 
-def encode_all(tokenizer: Any, spec: TaskSpec, examples: Sequence[Example], max_seq_len: int) -> tuple[list[Encoded], EncodeStats]:
+def encode_all(tokenizer: Any, spec: TaskSpec, examples: Sequence[Example], max_seq_len: int,
+               weights: Sequence[float] | None = None) -> tuple[list[Encoded], EncodeStats]:
     stats = EncodeStats()
     encoded: list[Encoded] = []
-    for example in examples:
+    for number, example in enumerate(examples):
         item, truncated = encode_example(tokenizer, spec, example, max_seq_len)
+        if item is not None and weights is not None:
+            item.weight = float(weights[number])
         if item is None:
             stats.skipped_too_long += 1
             stats.skipped_ids.append(example.id)
@@ -166,32 +172,40 @@ def collate(batch: Batch, encoded: Sequence[Encoded], pad_id: int, packed: bool)
     rows_ids: list[list[int]] = []
     rows_labels: list[list[int]] = []
     rows_pos: list[list[int]] = []
+    rows_weights: list[list[float]] = []
     for row in batch:
         ids: list[int] = []
         labels: list[int] = []
         pos: list[int] = []
+        token_weights: list[float] = []
         for index in row:
             item = encoded[index]
             ids.extend(item.input_ids)
             labels.extend(item.labels)
             pos.extend(range(len(item)))
+            token_weights.extend([item.weight] * len(item))
         rows_ids.append(ids)
         rows_labels.append(labels)
         rows_pos.append(pos)
+        rows_weights.append(token_weights)
     width = max(len(ids) for ids in rows_ids)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
     attention = torch.zeros((len(batch), width), dtype=torch.long)
     positions = torch.zeros((len(batch), width), dtype=torch.long)
-    for r, (ids, labs, pos) in enumerate(zip(rows_ids, rows_labels, rows_pos)):
+    weights = torch.zeros((len(batch), width), dtype=torch.float32)
+    for r, (ids, labs, pos, wts) in enumerate(zip(rows_ids, rows_labels, rows_pos, rows_weights)):
         n = len(ids)
         input_ids[r, :n] = torch.tensor(ids)
         labels[r, :n] = torch.tensor(labs)
+        weights[r, :n] = torch.tensor(wts)
         attention[r, :n] = 1
         positions[r, :n] = torch.tensor(pos)
         # padding is its own "sequence" (positions from 0) so it never joins the last example's block
         positions[r, n:] = torch.arange(width - n)
     out = {"input_ids": input_ids, "labels": labels, "tokens": attention.sum()}
+    if any(w != 1.0 for wts in rows_weights for w in wts):  # plain rows keep the unweighted loss path
+        out["weights"] = weights
     if packed:
         out["position_ids"] = positions
     else:
@@ -199,9 +213,11 @@ def collate(batch: Batch, encoded: Sequence[Encoded], pad_id: int, packed: bool)
     return out
 
 
-def count_answer_tokens(batch: Batch, encoded: Sequence[Encoded]) -> int:
-    """Answer tokens that carry a loss (the first token never does: nothing predicts it)."""
-    return sum(encoded[i].answer_tokens for row in batch for i in row)
+def count_answer_tokens(batch: Batch, encoded: Sequence[Encoded]) -> float:
+    """Answer tokens that carry a loss, each counted with its row's weight (the first token never
+    carries one: nothing predicts it). The step's loss is divided by this, so a soft-label row
+    split into weighted copies counts as much as one plain row."""
+    return sum(encoded[i].answer_tokens * encoded[i].weight for row in batch for i in row)
 
 
 def padded_tokens(batches: Iterable[Batch], encoded: Sequence[Encoded]) -> tuple[int, int]:

@@ -65,6 +65,12 @@ def train_ref(request: dict[str, Any]) -> Artifact:
     return Artifact.from_dict(train)
 
 
+def seeds_ref(request: dict[str, Any]) -> Artifact | None:
+    """The task's seeds, mixed into the training rows (optional)."""
+    seeds = request.get("seeds") or {}
+    return Artifact.from_dict(seeds) if seeds.get("uri") else None
+
+
 def student_ref(request: dict[str, Any], spec: TaskSpec) -> str:
     return str((request.get("student") or {}).get("uri") or spec.student)
 
@@ -139,12 +145,16 @@ def run_training(ctx: JobContext, model_cache: Path | None, device: str = "auto"
     base_ref = student_ref(request, spec)
     ctx.progress(stage="loading", message=f"resolving student {base_ref}", force=True)
     model_dir = resolve_student(base_ref, ctx.store, model_cache)
-    examples = load_examples(local_train_file(train_ref(request), ctx.store, allow_local_paths))
+    seeds_art = seeds_ref(request)
+    seeds = load_examples(local_train_file(seeds_art, ctx.store, allow_local_paths)) if seeds_art else []
+    # With seeds in the mix an empty accepted.jsonl still trains a student (on the seeds alone).
+    examples = load_examples(local_train_file(train_ref(request), ctx.store, allow_local_paths),
+                             allow_empty=bool(seeds))
 
     runtime = runtime_factory(config.device, config.dtype)
     try:
         outcome = train(model_dir, spec, examples, config, ctx.work_dir, runtime,
-                        ProgressCallbacks(ctx) if runtime.is_main else Callbacks())
+                        ProgressCallbacks(ctx) if runtime.is_main else Callbacks(), seeds=seeds)
         if not runtime.is_main:
             return {}
         ctx.progress(stage="saving", message="writing adapter and merged checkpoint", force=True)

@@ -42,9 +42,9 @@ from services.trainer.data import (
     encode_all,
     padded_tokens,
     plan_epoch,
-    split_eval,
 )
 from services.trainer.devices import Runtime
+from services.trainer.mix import build_mix
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,7 @@ class AnswerLoss(nn.Module):
         self._softcap = getattr(lm.config, "final_logit_softcapping", None)
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+                position_ids: torch.Tensor | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
         targets = labels[:, 1:]
         mask = targets != IGNORE
         if self._fast:
@@ -204,7 +204,10 @@ class AnswerLoss(nn.Module):
             out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                              use_cache=False)
             logits = out.logits[:, :-1][mask]
-        return F.cross_entropy(logits.float(), targets[mask], reduction="sum")
+        if weights is None:
+            return F.cross_entropy(logits.float(), targets[mask], reduction="sum")
+        token_losses = F.cross_entropy(logits.float(), targets[mask], reduction="none")
+        return (token_losses * weights[:, 1:][mask]).sum()
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,7 +223,7 @@ def _fingerprint(config: TrainingConfig, model_dir: Path, encoded: Sequence[Enco
     config_json = model_dir / "config.json"
     digest.update(config_json.read_bytes() if config_json.is_file() else str(model_dir).encode())
     for item in encoded:
-        digest.update(json.dumps([item.input_ids, item.labels]).encode())
+        digest.update(json.dumps([item.input_ids, item.labels, item.weight]).encode())
     digest.update(str(world_size).encode())
     return digest.hexdigest()
 
@@ -248,7 +251,7 @@ def evaluate(loss_module: nn.Module, eval_set: Sequence[Encoded], config: Traini
         return None
     loss_module.eval()
     total = 0.0
-    tokens = 0
+    tokens = 0.0
     lengths = [len(e) for e in eval_set]
     order = sorted(range(len(eval_set)), key=lambda i: -lengths[i])
     with torch.no_grad():
@@ -262,10 +265,26 @@ def evaluate(loss_module: nn.Module, eval_set: Sequence[Encoded], config: Traini
     return total / max(tokens, 1)
 
 
+def train_loss_plateaued(state: dict[str, Any], epoch: int, config: TrainingConfig) -> bool:
+    """After epoch ``epoch``: has its mean training loss failed to beat the best epoch so far by
+    ``train_loss_min_improvement`` (relative) for ``train_loss_patience`` epochs in a row?
+    Updates the running best in ``state``."""
+    losses = [h["loss"] for h in state["history"] if h["epoch"] == epoch]
+    if not losses:
+        return False
+    mean = sum(losses) / len(losses)
+    best = state.get("best_train")
+    if best is None or mean < best * (1.0 - config.train_loss_min_improvement):
+        state["best_train"], state["flat_epochs"] = mean, 0
+        return False
+    state["flat_epochs"] = int(state.get("flat_epochs", 0)) + 1
+    return state["flat_epochs"] >= config.train_loss_patience
+
+
 def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: TrainingConfig, work_dir: Path,
-          runtime: Runtime, callbacks: Callbacks | None = None) -> TrainOutcome:
-    """Fine-tune the student at ``model_dir`` on ``examples``; resume from ``work_dir`` if a
-    checkpoint of the same run is there."""
+          runtime: Runtime, callbacks: Callbacks | None = None, seeds: Sequence[Example] = ()) -> TrainOutcome:
+    """Fine-tune the student at ``model_dir`` on ``examples`` mixed with ``seeds`` (see
+    services.trainer.mix); resume from ``work_dir`` if a checkpoint of the same run is there."""
     callbacks = callbacks or Callbacks()
     started = time.time()
     if config.threads:
@@ -273,13 +292,14 @@ def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: 
     model, tokenizer = load_student(model_dir, config, runtime)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    encoded, stats = encode_all(tokenizer, spec, examples, config.max_seq_len)
-    if len(encoded) < 2:
-        raise InvalidArgument(f"only {len(encoded)} example(s) fit max_seq_len={config.max_seq_len} "
+    mix = build_mix(spec, examples, seeds, config)
+    train_set, stats = encode_all(tokenizer, spec, [w.example for w in mix.train], config.max_seq_len,
+                                  [w.weight for w in mix.train])
+    eval_set, eval_stats = encode_all(tokenizer, spec, mix.eval, config.max_seq_len)
+    if len(train_set) < 2:
+        raise InvalidArgument(f"only {len(train_set)} example(s) fit max_seq_len={config.max_seq_len} "
                               f"({stats.skipped_too_long} skipped as too long); need at least 2")
-    train_idx, eval_idx = split_eval(len(encoded), config.eval_fraction, config.seed)
-    train_set = [encoded[i] for i in train_idx]
-    eval_set = [encoded[i] for i in eval_idx]
+    encoded = train_set + eval_set
     lengths = [len(e) for e in train_set]
     packed = config.batching == "packed"
     world = runtime.world_size
@@ -302,6 +322,7 @@ def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: 
     fingerprint = _fingerprint(config, model_dir, encoded, world)
     state: dict[str, Any] = {"fingerprint": fingerprint, "step": 0, "epoch": 0, "group": 0, "tokens": 0,
                              "elapsed": 0.0, "best_eval": None, "bad_epochs": 0, "stopped_early": False,
+                             "best_train": None, "flat_epochs": 0, "stop_reason": "",
                              "history": [], "eval": [], "resumed_from": []}
     ckpt_root = work_dir / "checkpoints"
     found = latest_checkpoint(ckpt_root)
@@ -368,7 +389,7 @@ def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: 
                 with torch.autocast(runtime.device.type, dtype=runtime.dtype, enabled=runtime.autocast):
                     summed = loss_module(**_move(tensors, runtime.device))
                 # DDP averages gradients over ranks; × world turns that back into a sum
-                (summed * (weight * world / max(answer_tokens, 1))).backward()
+                (summed * (weight * world / max(answer_tokens, 1e-6))).backward()
             loss_sum += float(summed.detach()) * weight
             tokens += int(tensors["tokens"]) if weight else 0
         if config.max_grad_norm > 0:
@@ -380,7 +401,7 @@ def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: 
             totals = torch.tensor([loss_sum, float(tokens)], device=runtime.device, dtype=torch.float64)
             dist.all_reduce(totals)
             loss_sum, tokens = float(totals[0]), int(totals[1])
-        return loss_sum / max(answer_tokens, 1), tokens
+        return loss_sum / max(answer_tokens, 1e-6), tokens
 
     def run_eval(epochs_done: float) -> float | None:
         module = loss_module.module if runtime.distributed else loss_module
@@ -434,9 +455,13 @@ def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: 
                 else:
                     state["bad_epochs"] += 1
                     if state["bad_epochs"] >= config.early_stopping_patience:
-                        state["stopped_early"] = True
+                        state["stopped_early"], state["stop_reason"] = True, "eval loss stopped improving"
                         log.info("early stopping after epoch %d: eval loss did not improve for %d epoch(s)",
                                  epoch + 1, state["bad_epochs"])
+            if value is None and config.train_loss_patience > 0 and train_loss_plateaued(state, epoch, config):
+                state["stopped_early"], state["stop_reason"] = True, "training loss stopped falling"
+                log.info("stopping after epoch %d: training loss fell by < %.0f%% for %d epoch(s)", epoch + 1,
+                         100 * config.train_loss_min_improvement, state["flat_epochs"])
         finished = (state["step"] >= total_steps or state["stopped_early"]
                     or (not config.max_steps and state["epoch"] >= config.epochs))
         if finished and not epoch_done:
@@ -451,11 +476,13 @@ def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: 
     seconds = float(state["elapsed"])
     metrics = {
         "steps": state["step"], "total_steps": total_steps, "epochs_completed": state["epoch"],
-        "stopped_early": state["stopped_early"], "resumed_from_steps": state["resumed_from"],
+        "stopped_early": state["stopped_early"], "stop_reason": state.get("stop_reason", ""),
+        "resumed_from_steps": state["resumed_from"], "mix": mix.stats,
         "history": state["history"], "eval": state["eval"],
         "final_train_loss": final_train, "final_eval_loss": final_eval, "initial_eval_loss": initial_eval,
         "train_examples": len(train_set), "eval_examples": len(eval_set),
-        "skipped_too_long": stats.skipped_too_long, "truncated": stats.truncated,
+        "skipped_too_long": stats.skipped_too_long + eval_stats.skipped_too_long,
+        "truncated": stats.truncated + eval_stats.truncated,
         "tokens_trained": state["tokens"], "tokens_per_second": state["tokens"] / seconds if seconds > 0 else 0.0,
         "padding_efficiency": real / padded if padded else 1.0,
         "trainable_parameters": sum(p.numel() for p in trainable.values()),

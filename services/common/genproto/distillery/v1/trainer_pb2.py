@@ -27,7 +27,7 @@ from google.longrunning import operations_pb2 as google_dot_longrunning_dot_oper
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64istillery/v1/trainer.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\x1a#google/longrunning/operations.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xe6\x01\n\x14StartTrainingRequest\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\x12)\n\x05train\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12(\n\x07student\x18\x03 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12\'\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\routput_prefix\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\xde\x02\n\x0eTrainingResult\x12(\n\x07\x61\x64\x61pter\x18\x01 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12\'\n\x06merged\x18\x02 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12\x34\n\x10\x61\x64\x61pter_artifact\x18\x03 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x33\n\x0fmerged_artifact\x18\x04 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12+\n\x07metrics\x18\x05 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\r\n\x05steps\x18\x06 \x01(\x03\x12\x18\n\x10\x66inal_train_loss\x18\x07 \x01(\x01\x12\x17\n\x0f\x66inal_eval_loss\x18\x08 \x01(\x01\x12\x0f\n\x07seconds\x18\t \x01(\x01\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t2e\n\x0eTrainerService\x12S\n\rStartTraining\x12#.distillery.v1.StartTrainingRequest\x1a\x1d.google.longrunning.Operationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64istillery/v1/trainer.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\x1a#google/longrunning/operations.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x91\x02\n\x14StartTrainingRequest\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\x12)\n\x05train\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12(\n\x07student\x18\x03 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12\'\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\routput_prefix\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12)\n\x05seeds\x18\x07 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\"\xde\x02\n\x0eTrainingResult\x12(\n\x07\x61\x64\x61pter\x18\x01 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12\'\n\x06merged\x18\x02 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12\x34\n\x10\x61\x64\x61pter_artifact\x18\x03 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x33\n\x0fmerged_artifact\x18\x04 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12+\n\x07metrics\x18\x05 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\r\n\x05steps\x18\x06 \x01(\x03\x12\x18\n\x10\x66inal_train_loss\x18\x07 \x01(\x01\x12\x17\n\x0f\x66inal_eval_loss\x18\x08 \x01(\x01\x12\x0f\n\x07seconds\x18\t \x01(\x01\x12\x0e\n\x06\x64\x65vice\x18\n \x01(\t2e\n\x0eTrainerService\x12S\n\rStartTraining\x12#.distillery.v1.StartTrainingRequest\x1a\x1d.google.longrunning.Operationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,9 +35,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'distillery.v1.trainer_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STARTTRAININGREQUEST']._serialized_start=142
-  _globals['_STARTTRAININGREQUEST']._serialized_end=372
-  _globals['_TRAININGRESULT']._serialized_start=375
-  _globals['_TRAININGRESULT']._serialized_end=725
-  _globals['_TRAINERSERVICE']._serialized_start=727
-  _globals['_TRAINERSERVICE']._serialized_end=828
+  _globals['_STARTTRAININGREQUEST']._serialized_end=415
+  _globals['_TRAININGRESULT']._serialized_start=418
+  _globals['_TRAININGRESULT']._serialized_end=768
+  _globals['_TRAINERSERVICE']._serialized_start=770
+  _globals['_TRAINERSERVICE']._serialized_end=871
 # @@protoc_insertion_point(module_scope)

@@ -9,20 +9,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StartTrainingRequest(_message.Message):
-    __slots__ = ("task", "train", "student", "config", "output_prefix", "request_id")
+    __slots__ = ("task", "train", "student", "config", "output_prefix", "request_id", "seeds")
     TASK_FIELD_NUMBER: _ClassVar[int]
     TRAIN_FIELD_NUMBER: _ClassVar[int]
     STUDENT_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_PREFIX_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SEEDS_FIELD_NUMBER: _ClassVar[int]
     task: _common_pb2.TaskSpec
     train: _common_pb2.ArtifactRef
     student: _common_pb2.ModelRef
     config: _struct_pb2.Struct
     output_prefix: str
     request_id: str
-    def __init__(self, task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., train: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., student: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_prefix: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    seeds: _common_pb2.ArtifactRef
+    def __init__(self, task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., train: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., student: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_prefix: _Optional[str] = ..., request_id: _Optional[str] = ..., seeds: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class TrainingResult(_message.Message):
     __slots__ = ("adapter", "merged", "adapter_artifact", "merged_artifact", "metrics", "steps", "final_train_loss", "final_eval_loss", "seconds", "device")
