@@ -5,7 +5,11 @@ work directory and fsynced per batch (rejected first, then examples, then ``stat
 Every row carries its candidate ``metadata.index``; row *i* depends only on (random seed, i) and
 on the rows before it. On restart the job reads what is on disk: the next candidate is the one
 after the last row written, rejected rows of a batch whose examples never reached the disk are
-dropped, and the loop goes on to the target. Nothing is duplicated and nothing written is lost."""
+dropped, and the loop goes on to the target. Nothing is duplicated and nothing written is lost.
+
+Before the first row, classification jobs measure the teacher on the seeds and choose where row
+labels come from (``label_source.py``); that choice is written to ``label_source.json`` once and
+read back on restart, so a resumed job neither asks the teacher again nor labels differently."""
 
 from __future__ import annotations
 
@@ -24,8 +28,21 @@ from services.common.jsonl import JsonlAppender, read_jsonl, repair_tail, write_
 from services.common.taskspec import Example, TaskSpec, example_id, normalize_text
 from services.generator.backend import Backend, CompletionRequest
 from services.generator.inputs import load_context, load_seeds, task_from_request
-from services.generator.labeling import answer_budget, content_free_prior, fixed_label_shots, label_prompts
-from services.generator.method import clean_input, input_problem, label_prompt, plan_row
+from services.generator.label_source import (
+    CHOICE_FILE,
+    LabelChoice,
+    choose_label_source,
+    label_distribution,
+    measure_on_seeds,
+)
+from services.generator.labeling import (
+    LabelOutcome,
+    answer_budget,
+    content_free_prior,
+    fixed_label_shots,
+    label_prompts,
+)
+from services.generator.method import RowPlan, clean_input, input_problem, label_prompt, plan_row
 from services.generator.prompting import DEFAULT_INPUT_TOKENS, input_stop, one_line
 from services.generator.settings import GenerationSettings
 
@@ -113,6 +130,7 @@ class GenerationJob:
         self.teacher = teacher or backend.name
         self.label_shots = fixed_label_shots(spec, seeds, settings.random_seed, settings.label_shots)
         self._prior: dict[str, float] | None = None
+        self._choice: LabelChoice | None = None
         # Token budgets fit to the seeds (unless set): inputs and answers longer than a fixed cap
         # would otherwise be cut, and a cut row is refused below.
         self.input_budget = settings.input_max_tokens or budget_for(
@@ -126,6 +144,47 @@ class GenerationJob:
         if self._prior is None:
             self._prior = content_free_prior(self.backend, self.spec, self.label_shots)
         return self._prior
+
+    def label_choice(self) -> LabelChoice:
+        """Where row labels come from: read back from the work directory when a previous run of
+        this job chose already, else measured on the seeds (classification) and written there."""
+        if self._choice is None:
+            path = self.work_dir / CHOICE_FILE
+            self._choice = LabelChoice.load(path)
+            if self._choice is not None:
+                log.info("label source %s (from %s)", self._choice.source, path)
+            else:
+                check = None
+                if self.spec.type == "classification":
+                    check = measure_on_seeds(self.backend, self.spec, self.seeds, self.label_shots, self.settings,
+                                             self.label_budget, prior=self.prior())
+                self._choice = choose_label_source(self.spec, self.settings, check)
+                self.work_dir.mkdir(parents=True, exist_ok=True)
+                self._choice.save(path)
+                log.info("label source %s: %s", self._choice.source, self._choice.reason)
+        return self._choice
+
+    def _classified(self, plan: RowPlan, outcome: LabelOutcome, meta: dict[str, Any]) -> tuple[str, str | None]:
+        """A classification row's output under the job's label source, and why it is refused
+        (None when kept). Fills in the teacher's evidence, which every row carries whatever its
+        source: ``teacher_label``, ``label_source``, ``label_probability`` (of the output) and
+        ``choice_probabilities`` (the whole calibrated distribution, for soft-label training)."""
+        assert outcome.output is not None
+        source = self.label_choice().source
+        teacher_label, target = outcome.output, plan.target_label
+        output = target if source == "target" and target else teacher_label
+        meta["teacher_label"] = teacher_label
+        meta["label_source"] = "target" if source == "target" and target else "teacher"
+        if target:
+            meta["label_agrees_with_target"] = teacher_label == target
+        distribution = label_distribution(self.spec, outcome.completion.choice_probabilities)
+        if distribution:
+            meta["label_probability"] = distribution.get(output, 0.0)
+            meta["choice_probabilities"] = distribution
+        if source == "agreement" and target and teacher_label != target:
+            return output, (f"teacher label {teacher_label!r} disagrees with the target label {target!r} "
+                            "(generation.label_source: agreement)")
+        return output, None
 
     # ----- one batch ------------------------------------------------------------------------
     def run_batch(self, start: int, count: int, seen: dict[str, str], need: int
@@ -164,19 +223,18 @@ class GenerationJob:
             outcome = labelled.get(i)
             if problem is None and outcome is not None and outcome.output is None:
                 problem = f"teacher answer unusable: {outcome.error}"
+            output = outcome.output if outcome is not None else None
+            if problem is None and outcome is not None and self.spec.type == "classification":
+                output, problem = self._classified(plan, outcome, meta)
             if problem is not None:
                 rejected.append({"index": plan.index, "input": texts[i], "raw_input": inputs[i].text,
                                  "raw_output": outcome.completion.text if outcome else "", "reason": problem,
                                  "metadata": meta})
                 continue
-            assert outcome is not None and outcome.output is not None
-            if outcome.completion.choice_probabilities:
-                meta["label_probability"] = round(outcome.completion.choice_probabilities.get(outcome.output, 0.0), 4)
-                if plan.target_label:
-                    meta["label_agrees_with_target"] = outcome.output == plan.target_label
+            assert output is not None
             context = plan.passage if self.spec.type == "qa-open-book" else ""
             seen[normalize_text(texts[i])] = f"row {plan.index}"
-            example = Example(input=texts[i], output=outcome.output, context=context,
+            example = Example(input=texts[i], output=output, context=context,
                               id=example_id(texts[i], context), metadata=meta)
             rows.append(example.to_dict())
         return rows, rejected, next_index, prompt_tokens, completion_tokens
@@ -190,13 +248,22 @@ class GenerationJob:
         if generated:
             log.info("resuming generation at %d/%d rows (candidate %d)", generated, s.target, state.next_index)
         started = time.time() - state.seconds
+        choice = self.label_choice()
+        # The seed check's tokens are its own (label_source.json), the batches' are in state.json.
+        check_prompt = choice.check.prompt_tokens if choice.check else 0
+        check_completion = choice.check.completion_tokens if choice.check else 0
+
+        def tokens() -> tuple[int, int]:
+            return state.prompt_tokens + check_prompt, state.completion_tokens + check_completion
         with JsonlAppender(self.work_dir / EXAMPLES) as good, JsonlAppender(self.work_dir / REJECTED) as bad:
             while generated < s.target:
                 check_cancelled()
                 if state.next_index >= max_candidates(s.target):
+                    hint = " or generation.label_source: target" if choice.source == "agreement" else ""
                     raise FailedPrecondition(
                         f"the teacher produced only {generated} usable rows from {state.next_index} candidates "
-                        f"({rejected_count} rejected; see {REJECTED}); give more varied seeds or a stronger teacher")
+                        f"({rejected_count} rejected; see {REJECTED}); give more varied seeds, a stronger teacher"
+                        f"{hint}")
                 need = s.target - generated
                 # The last batch asks for a little more than needed (some candidates are refused).
                 count = min(s.batch_size, need + max(1, need // 4))
@@ -212,18 +279,19 @@ class GenerationJob:
                 state.seconds = time.time() - started
                 state.save(self.work_dir / STATE)
                 batch_seconds = max(1e-6, time.time() - batch_start)
+                total_prompt, total_completion = tokens()
                 progress(done=generated, total=s.target, stage="generating", unit="examples",
-                         counters={"prompt_tokens": state.prompt_tokens, "completion_tokens": state.completion_tokens,
-                                   "tokens": state.prompt_tokens + state.completion_tokens,
+                         counters={"prompt_tokens": total_prompt, "completion_tokens": total_completion,
+                                   "tokens": total_prompt + total_completion,
                                    "tokens_per_second": round((p_tok + c_tok) / batch_seconds, 1),
                                    "completion_tokens_per_second": round(c_tok / batch_seconds, 1),
                                    "rejected": rejected_count,
-                                   "estimated_cost_usd": s.cost(state.prompt_tokens, state.completion_tokens)},
+                                   "estimated_cost_usd": s.cost(total_prompt, total_completion)},
                          force=True)
-        return {"generated": generated, "rejected": rejected_count, "prompt_tokens": state.prompt_tokens,
-                "completion_tokens": state.completion_tokens,
-                "estimated_cost_usd": s.cost(state.prompt_tokens, state.completion_tokens),
-                "seconds": time.time() - started}
+        total_prompt, total_completion = tokens()
+        return {"generated": generated, "rejected": rejected_count, "prompt_tokens": total_prompt,
+                "completion_tokens": total_completion, "estimated_cost_usd": s.cost(total_prompt, total_completion),
+                "seconds": time.time() - started, **choice.result_fields()}
 
 
 def run_generation(ctx: Any, backend_for: Callable[[TaskSpec], Backend]) -> dict[str, Any]:
@@ -250,4 +318,6 @@ def run_generation(ctx: Any, backend_for: Callable[[TaskSpec], Backend]) -> dict
         "estimated_cost_usd": summary["estimated_cost_usd"],
         "seconds": summary["seconds"],
         "teacher": backend.name,
+        # The weak-teacher defence: the teacher's seed accuracy and where row labels came from.
+        **job.label_choice().result_fields(),
     }

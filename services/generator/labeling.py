@@ -54,6 +54,23 @@ def fixed_label_shots(spec: TaskSpec, seeds: list[Example], random_seed: int, co
     return pick_label_shots(spec, seeds, random.Random(row_seed(random_seed, -1, "label-shots")), count)
 
 
+def leave_one_out_shots(seeds: Sequence[Example], shots: list[Example], held_out: Example,
+                        rng: random.Random) -> list[Example]:
+    """The job's labelling shots with ``held_out`` taken out, so a seed is never its own shot.
+    A shot that was that seed is replaced in its place by another seed of the same label that is
+    not shown yet (every label stays represented, and the prompt stays the one generation
+    labels with, one shot apart); with no such seed it is dropped."""
+    shown = {s.input for s in shots}
+    spare = [s for s in seeds if s.output == held_out.output and s.input != held_out.input and s.input not in shown]
+    chosen: list[Example] = []
+    for shot in shots:
+        if shot.input != held_out.input:
+            chosen.append(shot)
+        elif spare:
+            chosen.append(spare.pop(rng.randrange(len(spare))))
+    return chosen
+
+
 # Content-free inputs for contextual calibration (Zhao et al., 2021, "Calibrate before use").
 CONTENT_FREE_INPUTS = ("N/A", "", "[MASK]")
 
@@ -124,3 +141,17 @@ def label_examples(backend: Backend, spec: TaskSpec, seeds: list[Example], examp
     seeds_ = [row_seed(random_seed, i, "label") for i in range(len(examples))]
     return label_prompts(backend, spec, prompts, seeds_, temperature=temperature,
                          max_tokens=answer_budget(backend, spec, seeds, max_tokens), prior=prior)
+
+
+def label_seeds(backend: Backend, spec: TaskSpec, seeds: list[Example], shots: list[Example], random_seed: int,
+                temperature: float = 0.0, max_tokens: int = 0, prior: dict[str, float] | None = None
+                ) -> list[LabelOutcome]:
+    """Each seed answered by the teacher as generation would answer a new row — the job's shots
+    (``fixed_label_shots``), its prior, its constraint and budget — but with that seed taken out
+    of the shots (``leave_one_out_shots``): how well the teacher labels, measured where the
+    right answers are known."""
+    prompts = [render_label_prompt(spec, leave_one_out_shots(
+        seeds, shots, seed, random.Random(row_seed(random_seed, i, "seed-check-shots"))), seed.input, seed.context)
+        for i, seed in enumerate(seeds)]
+    return label_prompts(backend, spec, prompts, [row_seed(random_seed, i, "seed-check") for i in range(len(seeds))],
+                         temperature=temperature, max_tokens=max_tokens, prior=prior)

@@ -17,6 +17,7 @@ from services.common.jsonl import read_jsonl
 from services.common.taskspec import Example, TaskSpec, check_output, load_task, normalize_text
 from services.generator.backend import Completion, CompletionRequest
 from services.generator.job import EXAMPLES, REJECTED, STATE, GenerationJob
+from services.generator.label_source import CHOICE_FILE
 from services.generator.settings import GenerationSettings
 
 TASKS = Path(__file__).resolve().parents[1] / "data" / "generator_tasks"
@@ -199,3 +200,192 @@ def test_free_text_answers_cut_at_max_tokens_are_refused() -> None:
     assert answer_budget(teacher, spec, seeds, requested=5) == 5
     outcomes = label_examples(teacher, spec, seeds, [Example(input="new question", output="")], max_tokens=2)
     assert outcomes[0].output is None and outcomes[0].error.startswith("the answer hit max_tokens (2)")
+
+
+# ----- the weak-teacher defence (label_source) ------------------------------------------------
+
+def _last_input(prompt: str) -> str:
+    return str(prompt).rsplit("Input:", 1)[1].rsplit("\nLabel:", 1)[0].strip()
+
+
+def _shot_inputs(prompt: str) -> list[str]:
+    return [line[len("Input: "):].strip() for line in str(prompt).split("\n")[:-2] if line.startswith("Input: ")]
+
+
+class LabelTeacher(ScriptedTeacher):
+    """Inputs as ScriptedTeacher writes them; labels from ``answer(input)``, with a distribution
+    that puts 0.7 on that label. Records the seed inputs it was asked to label, and any prompt
+    that showed the input it asks about as one of its own shots."""
+
+    def __init__(self, answer, seeds: list[Example]) -> None:
+        super().__init__()
+        self.answer = answer
+        self.seed_inputs = {s.input for s in seeds}
+        self.seed_prompts = 0
+        self.own_shot = 0
+
+    def complete(self, request: CompletionRequest) -> list[Completion]:
+        if request.constraint.kind != "choice":
+            return super().complete(request)
+        out = []
+        for prompt in request.prompts:
+            text = _last_input(prompt)
+            self.seed_prompts += text in self.seed_inputs
+            self.own_shot += text in _shot_inputs(prompt)
+            label = self.answer(text)
+            choices = request.constraint.choices
+            rest = (1.0 - 0.7) / (len(choices) - 1)
+            probs = {c: 0.7 if c.strip() == label else rest for c in choices}
+            out.append(Completion(text=" " + label, prompt_tokens=5, completion_tokens=1, finish_reason="stop",
+                                  choice_probabilities=probs))
+        return out
+
+
+def label_job(tmp_path: Path, answer, target: int = 24, **overrides) -> GenerationJob:
+    """``answer``: input → label, or "gold": the seeds' own labels (any label for a new input)."""
+    bundle = load_task(TASKS / "intent")
+    if answer == "gold":
+        gold = {s.input: s.output for s in bundle.seeds}
+        labels = bundle.spec.labels
+
+        def answer(text: str) -> str:
+            return gold.get(text, labels[len(text) % len(labels)])
+    settings = GenerationSettings(target=target, batch_size=8, random_seed=11, **overrides)
+    teacher = LabelTeacher(answer, bundle.seeds)
+    return GenerationJob(bundle.spec, bundle.seeds, bundle.context, settings, teacher, tmp_path / "out")
+
+
+def assert_distribution(job: GenerationJob, meta: dict) -> None:
+    probs = meta["choice_probabilities"]
+    assert list(probs) == [label.strip() for label in job.spec.labels]
+    assert sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+    assert meta["label_probability"] == probs[meta["teacher_label"] if meta["label_source"] == "teacher"
+                                              else meta["target_label"]]
+
+
+def test_a_teacher_weak_on_the_seeds_gives_way_to_the_target_label(tmp_path: Path) -> None:
+    job = label_job(tmp_path, lambda text: "card")  # one label for everything, like gemma3-270m on 10 intents
+    summary = job.run(noop, lambda: None)
+    assert job.backend.seed_prompts == len(job.seeds) == 12 and job.backend.own_shot == 0  # leave-one-out
+    assert summary["label_source"] == "target"
+    assert summary["teacher_seed_count"] == 12 and summary["teacher_seed_accuracy"] == pytest.approx(4 / 12, abs=1e-4)
+    assert summary["teacher_seed_label_accuracy"] == {"card": 1.0, "transfer": 0.0, "balance": 0.0}
+    assert summary["teacher_trust_accuracy"] == 0.8 and "4/12" in summary["label_source_reason"]
+    rows = read_jsonl(job.work_dir / EXAMPLES)
+    assert len(rows) == 24
+    for row in rows:
+        meta = row["metadata"]
+        assert row["output"] == meta["target_label"] and meta["label_source"] == "target"
+        assert meta["teacher_label"] == "card"
+        assert meta["label_agrees_with_target"] == (meta["target_label"] == "card")
+        assert_distribution(job, meta)
+    assert {r["output"] for r in rows} == set(job.spec.labels)
+    assert any(r["metadata"]["teacher_label"] != r["output"] for r in rows)
+    # The choice and its evidence are in the work directory next to the rows.
+    saved = json.loads((job.work_dir / CHOICE_FILE).read_text())
+    assert saved["source"] == "target" and saved["check"]["correct"] == 4
+
+
+def test_a_teacher_right_on_the_seeds_labels_the_rows(tmp_path: Path) -> None:
+    job = label_job(tmp_path, "gold")
+    summary = job.run(noop, lambda: None)
+    assert summary["label_source"] == "teacher" and summary["teacher_seed_accuracy"] == 1.0
+    assert job.backend.own_shot == 0
+    rows = read_jsonl(job.work_dir / EXAMPLES)
+    assert all(r["output"] == r["metadata"]["teacher_label"] for r in rows)
+    assert all(r["metadata"]["label_source"] == "teacher" for r in rows)
+    assert any(r["output"] != r["metadata"]["target_label"] for r in rows)  # the teacher's label wins
+    for row in rows:
+        assert_distribution(job, row["metadata"])
+
+
+def test_trust_threshold_and_explicit_sources(tmp_path: Path) -> None:
+    weak = label_job(tmp_path / "low", lambda text: "card", teacher_trust_accuracy=0.3)
+    assert weak.label_choice().source == "teacher"  # 4/12 >= 0.3
+    forced = label_job(tmp_path / "forced", lambda text: "card", label_source="teacher")
+    forced.run(noop, lambda: None)
+    assert forced.label_choice().source == "teacher" and "generation.label_source is teacher" in \
+        forced.label_choice().reason
+    assert {r["output"] for r in read_jsonl(forced.work_dir / EXAMPLES)} == {"card"}  # today's behaviour
+    assert forced.label_choice().check.count == 12  # measured all the same: the report shows it
+
+
+def test_agreement_keeps_only_rows_where_teacher_and_target_agree(tmp_path: Path) -> None:
+    job = label_job(tmp_path, lambda text: "card" if "1" in text else "transfer", label_source="agreement")
+    summary = job.run(noop, lambda: None)
+    assert summary["label_source"] == "agreement"
+    rows = read_jsonl(job.work_dir / EXAMPLES)
+    assert len(rows) == 24
+    assert all(r["output"] == r["metadata"]["target_label"] == r["metadata"]["teacher_label"] for r in rows)
+    assert all(r["metadata"]["label_source"] == "teacher" for r in rows)
+    disagreed = [r for r in read_jsonl(job.work_dir / REJECTED) if "agreement" in r["reason"]]
+    assert disagreed and summary["rejected"] >= len(disagreed)
+    for row in disagreed:
+        meta = row["metadata"]
+        assert meta["teacher_label"] != meta["target_label"]
+        assert row["reason"] == (f"teacher label {meta['teacher_label']!r} disagrees with the target label "
+                                 f"{meta['target_label']!r} (generation.label_source: agreement)")
+        assert "choice_probabilities" in meta  # the evidence stays with the rejected row too
+
+
+def test_label_choice_survives_a_resume(tmp_path: Path) -> None:
+    job = label_job(tmp_path, lambda text: "card", target=40)
+    batches = {"n": 0}
+
+    def crash_after_two_batches(**_: object) -> None:
+        batches["n"] += 1
+        if batches["n"] == 2:
+            raise KeyboardInterrupt  # kill -9 here
+    with pytest.raises(KeyboardInterrupt):
+        job.run(crash_after_two_batches, lambda: None)
+    written = len(read_jsonl(job.work_dir / EXAMPLES))
+    assert 0 < written < 40
+    # The restarted job's teacher would now pass the check: it must not be asked again.
+    resumed = label_job(tmp_path, "gold", target=40)
+    summary = resumed.run(noop, lambda: None)
+    assert resumed.backend.seed_prompts == 0
+    assert summary["label_source"] == "target" and summary["teacher_seed_accuracy"] == pytest.approx(0.3333)
+    rows = read_jsonl(resumed.work_dir / EXAMPLES)
+    assert len(rows) == 40 and all(r["output"] == r["metadata"]["target_label"] for r in rows)
+    assert all(r["metadata"]["label_source"] == "target" for r in rows)
+
+
+def test_other_task_types_are_labelled_by_the_teacher(tmp_path: Path) -> None:
+    job = make_job(tmp_path, task="contact", target=6, label_source="target")
+    summary = job.run(noop, lambda: None)
+    assert summary["label_source"] == "teacher" and summary["teacher_seed_count"] == 0
+    assert "no generation target" in summary["label_source_reason"]
+    rows = read_jsonl(job.work_dir / EXAMPLES)
+    assert rows and all("label_source" not in r["metadata"] for r in rows)
+
+
+def test_the_choice_reaches_the_generation_result() -> None:
+    from distillery.v1 import generator_pb2
+
+    from services.common.convert import dict_to_message
+    from services.generator.label_source import LabelChoice, SeedCheck
+
+    check = SeedCheck(count=12, correct=4, label_accuracy={"card": 1.0, "transfer": 0.0}, answers=["card"] * 12)
+    choice = LabelChoice("target", "the teacher labelled only 4/12 ...", "auto", 0.8, check)
+    result = dict_to_message({"generated": 3, **choice.result_fields()}, generator_pb2.GenerationResult())
+    assert (result.label_source, result.teacher_seed_count, result.teacher_trust_accuracy) == ("target", 12, 0.8)
+    assert result.teacher_seed_accuracy == pytest.approx(0.3333)
+    assert dict(result.teacher_seed_label_accuracy) == {"card": 1.0, "transfer": 0.0}
+    assert result.label_source_reason.startswith("the teacher labelled only 4/12")
+
+
+def test_leave_one_out_shots_replace_the_held_out_seed_by_one_of_its_label() -> None:
+    import random
+
+    from services.generator.labeling import fixed_label_shots, leave_one_out_shots
+
+    bundle = load_task(TASKS / "intent")
+    shots = fixed_label_shots(bundle.spec, bundle.seeds, 11, 8)
+    for seed in bundle.seeds:
+        chosen = leave_one_out_shots(bundle.seeds, shots, seed, random.Random(0))
+        assert seed.input not in {s.input for s in chosen}
+        assert {s.output for s in chosen} == set(bundle.spec.labels)  # every label still shown
+        assert len(chosen) == len(shots)
+        assert [s for s in chosen if s in shots] == [s for s in shots if s.input != seed.input]  # same order
+    only = [Example(input="a b c", output="card"), Example(input="d e f", output="transfer")]
+    assert leave_one_out_shots(only, only, only[0], random.Random(0)) == [only[1]]  # no spare: dropped

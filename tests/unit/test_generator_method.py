@@ -174,3 +174,28 @@ def test_contextual_calibration_corrects_a_biased_teacher(bundles) -> None:
                             prior=prior)[0]
     assert outcome.output == "transfer"
     assert label_prompts(Biased(), spec, [render_label_prompt(spec, shots, "x")], [1])[0].output == "card"
+
+
+def test_label_source_settings() -> None:
+    spec = TaskSpec(name="t", type="classification", description="d", labels=["a", "b"],
+                    settings={"generation": {"label_source": "Agreement", "teacher_trust_accuracy": "0.6"}})
+    s = GenerationSettings.resolve({}, spec)
+    assert (s.label_source, s.teacher_trust_accuracy) == ("agreement", 0.6)
+    defaults = GenerationSettings.resolve({}, TaskSpec(name="t", type="classification", description="d",
+                                                       labels=["a", "b"]))
+    assert (defaults.label_source, defaults.teacher_trust_accuracy) == ("auto", 0.8)  # the defence is on
+    for bad, match in (({"label_source": "student"}, "label_source must be one of"),
+                       ({"teacher_trust_accuracy": 1.5}, "teacher_trust_accuracy must be in"),
+                       ({"teacher_trust_accuracy": "high"}, "is not a number")):
+        with pytest.raises(InvalidArgument, match=match):
+            GenerationSettings.resolve({}, TaskSpec(name="t", type="classification", description="d",
+                                                    labels=["a", "b"], settings={"generation": bad}))
+
+
+def test_label_distribution_uses_exactly_the_task_labels() -> None:
+    from services.generator.label_source import label_distribution
+
+    spec = TaskSpec(name="t", type="classification", description="d", labels=["card", "transfer", "balance"])
+    probs = label_distribution(spec, {" card": 0.5, "transfer": 0.25, "other": 0.25})
+    assert probs == {"card": 0.6667, "transfer": 0.3333, "balance": 0.0}
+    assert label_distribution(spec, {}) == {}
