@@ -74,13 +74,16 @@ class NearDuplicateConfig:
 
 @dataclass
 class TestLeakConfig:
-    """Inputs that overlap a held-out test input → ``test_leak``."""
+    """Inputs that are copies or near copies of a held-out test input → ``test_leak``."""
 
     enabled: bool = True
-    # Word n-grams of the normalised inputs.
-    ngram: int = 3
-    # Share of the shorter input's n-grams found in the other one, at or above which it leaks.
-    threshold: float = 0.5
+    # Word similarity 2·LCS / (|a| + |b|) of the normalised inputs (1.0: equal), at or above which a
+    # row leaks: an n-word copy with one word changed scores 1 - 1/n, with k extra words 2n / (2n + k).
+    threshold: float = 0.8
+    # Raise the threshold to just above the most similar pair of distinct real examples (seed inputs
+    # of one class, test inputs), so a row is no leak for being as close to a test input as two real
+    # examples are to each other; the report's notes give the outcome.
+    calibrate: bool = True
 
 
 @dataclass
@@ -104,6 +107,18 @@ class LabelBalanceConfig:
     enabled: bool = True
     # 0 means automatic: twice the fair share, min(1, 2 / number of labels).
     max_share: float = 0.0
+
+
+@dataclass
+class LabelFloorConfig:
+    """Classification: filters must not empty a class. A label left with fewer than ``min_rows``
+    accepted rows gets back its best rows that only a soft filter rejected (low_confidence,
+    disagreement, label_imbalance, judge_rejected), most confident first; labels still short are
+    listed in the report's ``thin_labels``."""
+
+    enabled: bool = True
+    # Rows per label the validator tries to keep (and below which a label is reported as thin).
+    min_rows: int = 5
 
 
 @dataclass
@@ -154,6 +169,7 @@ class ValidatorConfig:
     test_leak: TestLeakConfig = field(default_factory=TestLeakConfig)
     off_topic: OffTopicConfig = field(default_factory=OffTopicConfig)
     label_balance: LabelBalanceConfig = field(default_factory=LabelBalanceConfig)
+    label_floor: LabelFloorConfig = field(default_factory=LabelFloorConfig)
     label_confidence: LabelConfidenceConfig = field(default_factory=LabelConfidenceConfig)
     agreement: AgreementConfig = field(default_factory=AgreementConfig)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
@@ -234,7 +250,6 @@ def _check_ranges(config: ValidatorConfig) -> None:
     if not 1 <= config.near_duplicate.shingle_size <= 8:
         raise InvalidArgument("validation.near_duplicate.shingle_size must be between 1 and 8 (bytes), "
                               f"got {config.near_duplicate.shingle_size}")
-    positive(config.test_leak.ngram, "validation.test_leak.ngram")
     unit(config.test_leak.threshold, "validation.test_leak.threshold")
     unit(config.off_topic.threshold, "validation.off_topic.threshold")
     if config.off_topic.analyzer not in ("word", "char_wb", "char"):
@@ -244,6 +259,7 @@ def _check_ranges(config: ValidatorConfig) -> None:
     if config.off_topic.ngram_max < config.off_topic.ngram_min:
         raise InvalidArgument("validation.off_topic.ngram_max must be >= ngram_min")
     unit(config.label_balance.max_share, "validation.label_balance.max_share")
+    positive(config.label_floor.min_rows, "validation.label_floor.min_rows")
     unit(config.label_confidence.min_probability, "validation.label_confidence.min_probability")
     unit(config.agreement.min_classifier_probability, "validation.agreement.min_classifier_probability")
     if config.agreement.enabled and not (config.agreement.predictions or config.agreement.seed_classifier):

@@ -4,12 +4,14 @@ label per surviving row), not the data set.
 
 Order: format → grounded → length → test_leak → off_topic → label_confidence → agreement → duplicate →
 near_duplicate → judge, then label_balance as a second pass over the survivors (it needs the final
-label counts). Row-local checks run first so that a row that fails one never becomes the kept
-representative of a duplicate cluster; the judge (the only expensive one) runs last, on what is
-left. The first failing filter names the row's reason.
+label counts), then the label floor (classification: a label left below label_floor.min_rows gets
+back its best soft-rejected rows, see filters/label_floor.py). Row-local checks run first so that a
+row that fails one never becomes the kept representative of a duplicate cluster; the judge (the
+only expensive one) runs last, on what is left. The first failing filter names the row's reason.
 
-Nothing is lost and nothing is half-written: every row read ends in accepted.jsonl or
-rejected.jsonl (a line that is not a valid example is rejected as ``malformed`` with its line
+Nothing is lost and nothing is half-written: every row read ends in exactly one of accepted.jsonl
+and rejected.jsonl — rows the label floor holds in reserve are written at the end, to one or the
+other (a line that is not a valid example is rejected as ``malformed`` with its line
 number), and the three outputs are written under temporary names and renamed into place at the
 end, so an interrupted run leaves nothing that looks finished — it simply runs again."""
 
@@ -37,6 +39,7 @@ from services.validator.filters.grounded import GroundedFilter
 from services.validator.filters.judge import Grader, JudgeFilter
 from services.validator.filters.label_balance import auto_share, balance_cap
 from services.validator.filters.label_confidence import LabelConfidenceFilter
+from services.validator.filters.label_floor import SOFT_REASONS, LabelFloor
 from services.validator.filters.length import LengthFilter, TokenCounter, load_token_counter
 from services.validator.filters.near_duplicate import NearDuplicateFilter
 from services.validator.filters.off_topic import OffTopicFilter
@@ -49,6 +52,7 @@ REJECTED = "rejected.jsonl"
 REPORT = "report.json"
 
 Progress = Callable[[int, int, dict[str, float]], None]
+_PAST_THE_END = 1 << 62  # a line number after every line of any file
 
 
 @dataclass
@@ -186,7 +190,10 @@ def build_filters(spec: TaskSpec, config: ValidatorConfig, seeds: list[Reference
         counter = token_counter or load_token_counter(config.length.tokenizer or spec.student, model_cache)
         filters.append(LengthFilter(spec, config.length, counter))
     if config.test_leak.enabled:
-        filters.append(TestLeakFilter(config.test_leak, [t.key for t in test]))
+        # Calibration pairs: seeds of the same class (classification), else any two seeds.
+        classes = [s.output if spec.type == "classification" else "" for s in seeds]
+        filters.append(TestLeakFilter(config.test_leak, [t.key for t in test],
+                                      [(s.key, group) for s, group in zip(seeds, classes)]))
     if config.off_topic.enabled:
         filters.append(OffTopicFilter(config.off_topic, spec, [s.input for s in seeds]))
     if config.label_confidence.enabled:
@@ -206,6 +213,24 @@ def build_filters(spec: TaskSpec, config: ValidatorConfig, seeds: list[Reference
                                   "Complete RPC); disable it or configure the generator peer")
         filters.append(JudgeFilter(config.judge, spec, grader))
     return filters
+
+
+def _later_hard_filters(filters: list[Filter]) -> dict[str, list[Filter]]:
+    """soft reason → the hard filters after it in the chain: a row that reason stopped never met
+    them, and must pass them before the label floor may accept it."""
+    return {check.reason: [later for later in filters[index + 1:] if later.reason not in SOFT_REASONS]
+            for index, check in enumerate(filters) if check.reason in SOFT_REASONS}
+
+
+def _kept_by_cap(labels: list[str | None], cap: int) -> bytearray:
+    """1 for each candidate the balance cap keeps: the first ``cap`` of each label, in file order."""
+    kept = bytearray(len(labels))
+    counts: Counter = Counter()
+    for index, label in enumerate(labels):
+        if label is None or counts[label] < cap:
+            counts[label] += 1
+            kept[index] = 1
+    return kept
 
 
 def _batches(rows: Iterator[Row | Malformed], size: int) -> Iterator[list[Row | Malformed]]:
@@ -253,6 +278,23 @@ def validate(spec: TaskSpec, examples: Path, out_dir: Path, config: ValidatorCon
     label_counts: Counter = Counter()
     interned: dict[str, str] = {}
 
+    # Classification: soft-rejected rows wait in a bounded reserve for labels left too thin.
+    floor = None
+    if spec.type == "classification" and spec.labels:
+        report.declare_labels(spec.labels)
+        floor = LabelFloor(config.label_floor, spec.labels)
+    later_hard = _later_hard_filters(filters)
+
+    def reject(row: Row | Malformed, label: str | None, out: list[str]) -> None:
+        report.count_rejected(label, "malformed" if isinstance(row, Malformed) else str(row.reason))
+        out.append(_rejected_line(row))
+
+    def reserve(row: Row, label: str, out: list[str]) -> None:
+        assert floor is not None
+        dropped = floor.offer(row, label)
+        if dropped is not None:
+            reject(dropped, label, out)
+
     rejected = open(paths[REJECTED], "w", encoding="utf-8")
     candidates = open(candidates_path, "w", encoding="utf-8")
     try:
@@ -266,26 +308,26 @@ def validate(spec: TaskSpec, examples: Path, out_dir: Path, config: ValidatorCon
                 if not live:
                     break
                 check.apply(live)
-            out_rejected = []
+            out_rejected: list[str] = []
             out_candidates = []
             for row in batch:
                 if isinstance(row, Malformed):
                     report.count_read(None)
-                    report.count_rejected(None, "malformed")
-                    out_rejected.append(_rejected_line(row))
+                    reject(row, None, out_rejected)
                     continue
                 label = label_of(spec, row)
                 if label is not None:
                     label = interned.setdefault(label, label)
                 report.count_read(label)
-                if row.reason is not None:
-                    report.count_rejected(label, row.reason)
-                    out_rejected.append(_rejected_line(row))
-                else:
+                if row.reason is None:
                     out_candidates.append(dumps(row.example()) + "\n")
                     candidate_labels.append(label)
                     candidate_lines.append(row.line)
                     label_counts[label] += 1
+                elif floor is not None and label is not None and floor.takes(label, row.reason):
+                    reserve(row, label, out_rejected)
+                else:
+                    reject(row, label, out_rejected)
             rejected.writelines(out_rejected)
             candidates.writelines(out_candidates)
             done = max(done, batch[-1].line)
@@ -294,7 +336,7 @@ def validate(spec: TaskSpec, examples: Path, out_dir: Path, config: ValidatorCon
                                              "candidates": len(candidate_labels)})
         _finish(candidates)
 
-        cap = None
+        cap, share = None, 0.0
         if config.label_balance.enabled and spec.type == "classification" and label_counts:
             share = config.label_balance.max_share or auto_share(len(spec.labels))
             cap = balance_cap({k: v for k, v in label_counts.items() if k is not None}, share)
@@ -303,25 +345,74 @@ def validate(spec: TaskSpec, examples: Path, out_dir: Path, config: ValidatorCon
                 if cap == 0:
                     report.notes.append("label_balance: max_share is below 1 / (labels present); every row was "
                                         "rejected — raise validation.label_balance.max_share")
-        if cap is None:
+        # Which candidates the cap keeps (the first ones of each label) follows from the labels alone.
+        kept = _kept_by_cap(candidate_labels, cap) if cap is not None else None
+        accepted_counts = label_counts if kept is None else Counter(
+            label for label, keep in zip(candidate_labels, kept) if keep)
+
+        def imbalance_detail(label: str | None) -> str:
+            return f'label "{label}" is over its cap of {cap} rows (max_share {share:.3f})'
+
+        # Rows the cap drops from a label the floor must top up go to its reserve first.
+        needy = {label for label in label_counts if floor is not None and floor.needs(label, accepted_counts[label])}
+        to_reserve = kept is not None and any(label_counts[label] > accepted_counts[label] for label in needy)
+        if to_reserve:
+            out_rejected = []
+            with open(candidates_path, encoding="utf-8") as source:
+                for text, label, line, keep in zip(source, candidate_labels, candidate_lines, kept):
+                    if not keep and label in needy:
+                        row = parse_row(line, text.encode("utf-8"))
+                        assert isinstance(row, Row)  # the validator wrote it
+                        row.reject("label_imbalance", imbalance_detail(label))
+                        reserve(row, label, out_rejected)
+            rejected.writelines(out_rejected)
+
+        rescued: list[Row] = []
+        if floor is not None:
+            def admit(row: Row, reason: str) -> None:
+                for check in later_hard.get(reason, ()):
+                    check.apply([row])
+                    if row.reason is not None:
+                        return
+
+            rescued, dropped = floor.rescue(accepted_counts, admit)
+            out_rejected = []
+            for row in dropped:
+                reject(row, label_of(spec, row), out_rejected)
+            rejected.writelines(out_rejected)
+            report.thin_labels = list(floor.thin)
+
+        if kept is None and not rescued:
             for label in candidate_labels:
                 report.count_accepted(label)
             os.replace(candidates_path, paths[ACCEPTED])
         else:
-            kept: Counter = Counter()
+            # accepted.jsonl in file order: the kept candidates with the rescued rows merged in.
+            pending = iter(rescued)
+            waiting = next(pending, None)
             with open(candidates_path, encoding="utf-8") as source, \
                     open(paths[ACCEPTED], "w", encoding="utf-8") as accepted:
-                for text, label, line in zip(source, candidate_labels, candidate_lines):
-                    if label is None or kept[label] < cap:
-                        kept[label] += 1
+
+                def write_rescued_before(line: int) -> None:
+                    nonlocal waiting
+                    while waiting is not None and waiting.line < line:
+                        label = label_of(spec, waiting)
+                        accepted.write(dumps(waiting.example()) + "\n")
+                        report.count_accepted(label)
+                        report.count_rescued(label)
+                        waiting = next(pending, None)
+
+                for index, (text, label, line) in enumerate(zip(source, candidate_labels, candidate_lines)):
+                    write_rescued_before(line)
+                    if kept is None or kept[index]:
                         accepted.write(text)
                         report.count_accepted(label)
-                    else:
+                    elif not (to_reserve and label in needy):  # else the floor has settled it
                         report.count_rejected(label, "label_imbalance")
                         rejected.write(dumps({"line": line, "reason": "label_imbalance",
-                                              "detail": f'label "{label}" is over its cap of {cap} rows '
-                                                        f"(max_share {share:.3f})",
+                                              "detail": imbalance_detail(label),
                                               "example": json.loads(text)}) + "\n")
+                write_rescued_before(_PAST_THE_END)
                 accepted.flush()
                 os.fsync(accepted.fileno())
             candidates_path.unlink()
@@ -335,6 +426,8 @@ def validate(spec: TaskSpec, examples: Path, out_dir: Path, config: ValidatorCon
     report.check()
     for check in filters:
         report.notes.extend(check.notes())
+    if floor is not None:
+        report.notes.extend(floor.notes(report.by_label))
     tokenizer = next((f.counter.name for f in filters if isinstance(f, LengthFilter)), "")
     data = report.to_dict(task=spec.name, config=config.to_dict(), seconds=time.perf_counter() - started,
                           tokenizer=tokenizer)

@@ -24,7 +24,9 @@ SPEC = TaskSpec(
     description="Classify banking customer support messages by intent: card problems, money transfers, "
                 "account balance questions.",
     labels=["card", "transfer", "balance"],
-    settings={"validation": {"near_duplicate": {"threshold": 0.8}}})
+    # label_floor.min_rows 1: every label here has 2 rows, and the default floor of 5 would rescue
+    # the low-confidence row this test follows to rejected.jsonl (the floor has unit tests of its own)
+    settings={"validation": {"near_duplicate": {"threshold": 0.8}, "label_floor": {"min_rows": 1}}})
 SEEDS = [("My card was declined at the shop", "card"), ("I lost my debit card on the bus", "card"),
          ("How do I send money to my friend", "transfer"), ("Transfer 50 euros to my savings account", "transfer"),
          ("What is my account balance right now", "balance"), ("How much money do I have left", "balance")]

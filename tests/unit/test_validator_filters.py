@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from services.validator.filters.length import LengthFilter, load_token_counter
 from services.validator.filters.near_duplicate import MinHasher, NearDuplicateFilter
 from services.validator.filters.off_topic import OffTopicFilter
 from services.validator.filters.test_leak import TestLeakFilter as LeakFilter
+from services.validator.filters.test_leak import _PrefixIndex, lcs_length, similarity
 from services.validator.row import Row, normalize_key
 
 SPEC = TaskSpec(name="t", type="classification", description="Classify banking support messages by intent.",
@@ -90,16 +92,127 @@ def test_near_duplicates_keep_one_representative() -> None:
     assert "line 1" in rows[1].detail and "seed 1" in rows[4].detail
 
 
-def test_test_leak_by_ngram_containment() -> None:
-    leak = LeakFilter(LeakConfig(ngram=3, threshold=0.5),
-                          [normalize_key("Why was my card blocked yesterday"), normalize_key("refund")])
-    rows = [row("why was my card blocked yesterday at the mall", line=1),  # contains a test input
-            row("my card was blocked", line=2),                          # shares one 3-gram of 4: 0.5? no
-            row("Refund!", line=3),                                      # equal to a short test input
-            row("I want a refund for my card fee", line=4)]              # short test input inside: no
+def _lcs_by_table(a: list[str], b: list[str]) -> int:
+    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            table[i + 1][j + 1] = table[i][j] + 1 if x == y else max(table[i][j + 1], table[i + 1][j])
+    return table[-1][-1]
+
+
+def test_bit_parallel_lcs_matches_the_textbook_table() -> None:
+    rng = random.Random(0)
+    for _ in range(300):
+        a = [rng.choice("abcde") for _ in range(rng.randint(0, 12))]
+        b = [rng.choice("abcde") for _ in range(rng.randint(0, 70))]  # over 64 words: more than one machine word
+        assert lcs_length(a, b) == lcs_length(b, a) == _lcs_by_table(a, b)
+
+
+def test_prefix_filter_finds_every_pair_over_the_threshold() -> None:
+    """The pruned candidate search returns exactly what scoring every test input would."""
+    rng = random.Random(1)
+    vocab = "the my a card money what is how i to balance transfer why blocked pay".split()
+    tests = [[rng.choice(vocab) for _ in range(rng.randint(1, 14))] for _ in range(60)]
+    probes = [[rng.choice(vocab) for _ in range(rng.randint(1, 14))] for _ in range(150)]
+    probes += [t[:-1] + ["x"] for t in tests] + [["hello"] + t for t in tests]
+    for built, asked in [(0.3, 0.3), (0.5, 0.5), (0.75, 0.8), (0.8, 0.95), (1.0, 1.0)]:
+        index = _PrefixIndex(tests, built)
+        for words in probes:
+            expected = [(n, similarity(words, t)) for n, t in enumerate(tests)
+                        if similarity(words, t) >= asked and similarity(words, t) > 0]
+            assert list(index.matches(words, asked)) == expected
+
+
+TEST_MESSAGE = "Why was my card blocked at the shop yesterday evening"  # 10 words
+
+
+def _leak(test: list[str], seeds: list[tuple[str, str]] | None = None, **config) -> LeakFilter:
+    return LeakFilter(LeakConfig(**config), [normalize_key(t) for t in test],
+                      [(normalize_key(text), group) for text, group in seeds or []])
+
+
+def test_test_leak_catches_copies_not_paraphrases_that_share_a_phrase() -> None:
+    leak = _leak(["What is the minimum age?", TEST_MESSAGE, "refund"], calibrate=False)
+    assert leak.threshold == 0.8
+    rows = [
+        # A long text that merely repeats a short test message's phrase (the old score: 0.67).
+        row("What is the minimum amount of money I can pay with American Express?", line=1),
+        row("what is the MINIMUM age", line=2),                                        # exact copy after normalising
+        row("Why was my card declined at the shop yesterday evening", line=3),         # one word changed
+        row("Why was my card declined at the store yesterday evening", line=4),        # two words changed
+        row("Hi, why was my card blocked at the shop yesterday evening? Thanks", line=5),  # two extra words
+        row("my card was blocked", line=6),                                            # a phrase in common
+        row("Refund!", line=7),                                                        # equal to a one-word test
+        row("I want a refund for my card fee", line=8),                                # the one word inside
+        row("Why is my card blocked", line=9),
+    ]
     leak.apply(rows)
-    assert reasons(rows) == ["test_leak", None, "test_leak", None]
-    assert LeakFilter(LeakConfig(), []).notes()
+    assert reasons(rows) == [None, "test_leak", "test_leak", "test_leak", "test_leak", None, "test_leak", None, None]
+    assert "test example 1" in rows[1].detail and "test example 2" in rows[2].detail
+    assert similarity(normalize_key(rows[0].input).split(), normalize_key("What is the minimum age?").split()) < 0.5
+    assert _leak([]).notes() and "no test set" in _leak([]).notes()[0]
+
+
+def test_calibration_raises_the_threshold_above_similar_seeds_of_one_class() -> None:
+    seeds = [("What is my account balance", "balance"), ("What is my savings account balance", "balance"),
+             ("I lost my card", "card")]
+    pair = similarity(normalize_key(seeds[0][0]).split(), normalize_key(seeds[1][0]).split())
+    assert pair == pytest.approx(10 / 11)
+    calibrated = _leak([TEST_MESSAGE], seeds)
+    assert calibrated.threshold == pytest.approx(pair + 0.05)
+    (note,) = calibrated.notes()
+    assert "1 seed-input pair(s) and 0 test-input pair(s)" in note and "0.91 (seeds 1 and 2)" in note
+    assert "effective threshold 0.96 (configured 0.80" in note
+    # A row as close to the test input as those two seeds are to each other is no leak any more...
+    near = "Why was my card declined at the shop yesterday evening"  # 0.90
+    rows = [row(near), row(TEST_MESSAGE.lower())]
+    calibrated.apply(rows)
+    assert reasons(rows) == [None, "test_leak"]  # ...but an exact copy still is
+    rows = [row(near)]
+    _leak([TEST_MESSAGE], seeds, calibrate=False).apply(rows)
+    assert reasons(rows) == ["test_leak"]
+    # The same two texts under different labels, or the configured threshold already above them: no raise.
+    assert _leak([TEST_MESSAGE], [(seeds[0][0], "balance"), (seeds[1][0], "savings")]).threshold == 0.8
+    assert _leak([TEST_MESSAGE], seeds, threshold=0.97).threshold == 0.97
+
+
+def test_calibration_on_test_inputs_and_its_cap() -> None:
+    tests = ["How do I top up my card", "How do I top up my card using my bank account", "Where is my refund"]
+    calibrated = _leak(tests)
+    assert calibrated.threshold == pytest.approx(14 / 18 + 0.05)
+    assert "(test inputs 1 and 2)" in calibrated.notes()[0] and "3 test-input pair(s)" in calibrated.notes()[0]
+    # Duplicate test inputs are not a distinct pair; near-identical ones raise it only up to the cap.
+    capped = _leak(["a b c d e f g h i j k l m n o p q r s t", "a b c d e f g h i j k l m n o p q r s x",
+                    "Where is my refund", "where is my refund!"])
+    assert capped.threshold == 0.99
+    rows = [row("A B C D E F G H I J K L M N O P Q R S T")]
+    capped.apply(rows)
+    assert reasons(rows) == ["test_leak"]
+    # Nothing similar: the configured threshold stands, and the note says why.
+    plain = _leak(["Where is my refund", "Why was my card blocked"], [("I lost my card", "card")])
+    assert plain.threshold == 0.8 and "no test-input pair reaches 0.75" in plain.notes()[0]
+
+
+def test_distinct_real_pairs_never_count_as_leaks_under_the_calibrated_threshold() -> None:
+    seeds = [("What is my account balance", "balance"), ("What is my savings account balance", "balance"),
+             ("Show my balance please", "balance"), ("How do I top up my card", "card"),
+             ("How do I top up my card with cash", "card"), ("My card was declined at the shop", "card")]
+    tests = ["What is the minimum age?", "What is the minimum age to open an account?",
+             "How do I get a new card", "How do I get a new card pin", "Why was my card blocked",
+             "why was my card blocked?"]  # the last two are one text: not a distinct pair
+    leak = _leak(tests, seeds)
+    words = {text: normalize_key(text).split() for text, _ in seeds}
+    words.update({text: normalize_key(text).split() for text in tests})
+    pairs = [(a, b) for i, (a, la) in enumerate(seeds) for b, lb in seeds[i + 1:] if la == lb]
+    pairs += [(a, b) for i, a in enumerate(tests) for b in tests[i + 1:] if words[a] != words[b]]
+    assert len(pairs) == 6 + 14
+    for a, b in pairs:
+        assert similarity(words[a], words[b]) < leak.threshold, (a, b)
+    # Through the filter: seeds that resemble each other are not leaks of one another.
+    for a, b in pairs[:6]:
+        rows = [row(b)]
+        _leak([a], seeds).apply(rows)
+        assert reasons(rows) == [None], (a, b)
 
 
 def test_off_topic_by_tfidf_similarity() -> None:
@@ -150,6 +263,17 @@ def test_label_confidence_sources() -> None:
     rows = [row("c")]
     LabelConfidenceFilter(LabelConfidenceConfig(require=True)).apply(rows)
     assert reasons(rows) == ["low_confidence"]
+
+
+
+def test_target_labelled_rows_skip_the_confidence_check() -> None:
+    rows = [row("a", label_probability=0.1, label_source="target"), row("b", label_probability=0.1,
+                                                                        label_source="teacher"), row("c")]
+    check = LabelConfidenceFilter(LabelConfidenceConfig(require=True))
+    check.apply(rows)
+    assert reasons(rows) == [None, "low_confidence", "low_confidence"]
+    assert check.target_labelled == 1 and any("1 row(s) labelled with their generation target" in n
+                                              for n in check.notes())
 
 
 def test_agreement_with_predictions_and_seed_classifier(tmp_path: Path) -> None:

@@ -95,7 +95,10 @@ def crafted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     examples = _write(root / "generated.jsonl", lines, trailing_newline=False)
     predictions = _write(root / "predictions.jsonl", [json.dumps({"id": "disagree1", "output": "transfer"}),
                                                       json.dumps({"id": "ok6", "output": "transfer"})])
-    config = build_config({"label_balance": {"max_share": 0.5}, "length": {"max_input_tokens": 30}},
+    # label_floor min_rows 1: every label keeps a row, so no soft rejection here is rescued (the
+    # floor has tests of its own below).
+    config = build_config({"label_balance": {"max_share": 0.5}, "length": {"max_input_tokens": 30},
+                           "label_floor": {"min_rows": 1}},
                           {"agreement": {"enabled": True, "predictions": str(predictions)},
                            "judge": {"enabled": True, "batch_size": 4}})
     graded: list[str] = []
@@ -206,3 +209,125 @@ def test_extraction_and_tool_calling_formats(tmp_path: Path) -> None:
                    token_counter=WORDS)
     assert (out.report["accepted"], out.report["rejected_by_reason"]["format"]) == (1, 4)
     assert out.report["labels"]["get_weather"]["accepted"] == 1
+
+
+SPEC4 = TaskSpec(name="banking4", type="classification", description=SPEC.description,
+                 labels=["card", "transfer", "balance", "loan"])
+CARD_TEXTS = [t for t, label in ACCEPTED_ROWS if label == "card"]  # 6
+BALANCE_TEXTS = ["Show me how much is in my checking account", "Tell me the remaining funds on my savings",
+                 "What is left on my current account", "How much can I still spend this month"]
+TRANSFER_TEXTS = [  # (text, teacher probability): every one below min_probability 0.5
+    ("Send 200 dollars to my brother overseas", 0.10), ("Set up a recurring payment to my landlord", 0.45),
+    ("Wire money to my sister in Spain", 0.30), ("Move funds from checking into savings", 0.20),
+    ("Pay my electricity bill from my account", 0.40), ("Transfer the deposit to the letting agent", 0.05),
+    ("Send my friend the money for the concert", 0.35), ("Wire the rent to my landlord please", 0.45),
+]
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _each_row_once(outcome, ids: list[str]) -> tuple[list[dict], list[dict]]:
+    """accepted.jsonl and rejected.jsonl hold every input row exactly once between them."""
+    accepted, rejected = _lines(outcome.accepted), _lines(outcome.rejected)
+    assert len(accepted) + len(rejected) == len(ids) == outcome.report["read"]
+    accepted_ids = [r["id"] for r in accepted]
+    rejected_ids = [r["example"]["id"] for r in rejected]
+    assert sorted(accepted_ids + rejected_ids) == sorted(ids)
+    assert not set(accepted_ids) & set(rejected_ids)
+    return accepted, rejected
+
+
+def test_label_floor_rescues_the_most_confident_rows_of_a_class_the_filters_emptied(tmp_path: Path) -> None:
+    lines = [_row(t, "card", id=f"c{n}") for n, t in enumerate(CARD_TEXTS)]
+    lines += [_row(t, "transfer", prob=p, id=f"t{n}") for n, (t, p) in enumerate(TRANSFER_TEXTS)]
+    lines += [_row(t, "balance", id=f"b{n}") for n, t in enumerate(BALANCE_TEXTS)]
+    ids = [json.loads(x)["id"] for x in lines]
+    examples = _write(tmp_path / "g.jsonl", lines)
+    config = build_config({"label_balance": {"enabled": False}}, {})
+    outcome = validate(SPEC4, examples, tmp_path / "out", config, token_counter=WORDS)
+    accepted, rejected = _each_row_once(outcome, ids)
+    report = outcome.report
+    # The five most confident transfer rows (0.45, 0.45, 0.40, 0.35, 0.30; ties by file order), in file order.
+    rescued = [r for r in accepted if r["output"] == "transfer"]
+    assert [r["id"] for r in rescued] == ["t1", "t2", "t4", "t6", "t7"]
+    assert all(r["metadata"]["rescued_from"] == "low_confidence" and r["metadata"]["teacher"] == "gemma3-270m"
+               for r in rescued)
+    assert not any("rescued_from" in r.get("metadata", {}) for r in accepted if r["output"] != "transfer")
+    assert sorted(r["example"]["id"] for r in rejected) == ["t0", "t3", "t5"]
+    assert {r["reason"] for r in rejected} == {"low_confidence"}
+    assert [r["id"] for r in accepted][:6] == [f"c{n}" for n in range(6)]  # file order kept
+    transfer = report["labels"]["transfer"]
+    assert (transfer["accepted"], transfer["rescued"], transfer["rejected_by_reason"]) == (5, 5, {"low_confidence": 3})
+    assert report["rescued"] == 5 and report["rejected_by_reason"]["low_confidence"] == 3
+    # Labels still short, a label without a single generated row included (it is in `labels` too).
+    assert report["thin_labels"] == [{"label": "balance", "accepted": 4}, {"label": "loan", "accepted": 0}]
+    assert report["labels"]["loan"] == {"read": 0, "accepted": 0, "rejected": 0, "rejected_by_reason": {},
+                                        "rescued": 0}
+    notes = "\n".join(report["notes"])
+    assert "label_floor: 5 soft-rejected row(s) rescued" in notes
+    assert "label 'loan' has 0 accepted row(s) (< label_floor.min_rows 5)" in notes
+    assert "label 'balance' has 4 accepted row(s)" in notes
+
+    # Rescue switched off: the class stays empty, and the report says so.
+    off = validate(SPEC4, examples, tmp_path / "off", build_config({"label_balance": {"enabled": False},
+                                                                    "label_floor": {"enabled": False}}, {}),
+                   token_counter=WORDS)
+    _each_row_once(off, ids)
+    assert off.report["labels"]["transfer"]["accepted"] == 0 and off.report["rescued"] == 0
+    assert {"label": "transfer", "accepted": 0} in off.report["thin_labels"]
+
+
+def test_a_rescued_row_still_has_to_pass_the_dedup_it_skipped(tmp_path: Path) -> None:
+    """low_confidence stops the chain before duplicate / near_duplicate; the rescue runs them."""
+    lines = [_row(t, "card", id=f"c{n}") for n, t in enumerate(CARD_TEXTS)]
+    lines += [_row("Set up a recurring payment to my landlord", "transfer", prob=0.45, id="t0"),
+              _row("set up a RECURRING payment to my landlord!", "transfer", prob=0.40, id="t1"),  # duplicate of t0
+              _row("My credit card got swallowed by the cash machine", "transfer", prob=0.35, id="t2"),  # of c0
+              _row("Wire money to my sister in Spain", "transfer", prob=0.30, id="t3"),
+              _row("Move funds from checking into savings", "transfer", prob=0.20, id="t4")]  # pushed out
+    ids = [json.loads(x)["id"] for x in lines]
+    config = build_config({"label_balance": {"enabled": False}, "label_floor": {"min_rows": 4}}, {})
+    outcome = validate(SPEC4, _write(tmp_path / "g.jsonl", lines), tmp_path / "out", config, token_counter=WORDS)
+    accepted, rejected = _each_row_once(outcome, ids)
+    assert [r["id"] for r in accepted if r["output"] == "transfer"] == ["t0", "t3"]
+    why = {r["example"]["id"]: (r["reason"], r["detail"]) for r in rejected}
+    assert why["t1"][0] == "duplicate" and "line 7" in why["t1"][1]
+    assert why["t2"][0] == "duplicate" and "line 1" in why["t2"][1]
+    assert why["t4"][0] == "low_confidence"
+    # The reserve held min_rows rows; two were copies, so the label stays thin.
+    assert {"label": "transfer", "accepted": 2} in outcome.report["thin_labels"]
+
+
+def test_label_floor_takes_back_rows_the_balance_cap_dropped(tmp_path: Path) -> None:
+    probabilities = [0.9, 0.9, 0.6, 0.95, 0.7, 0.99, 0.6, 0.8, 0.55, 0.95]
+    cards = CARD_TEXTS + ["My card PIN does not work at the till", "The magnetic strip on my card is damaged",
+                          "My new card has not arrived yet", "The bank sent my card to the wrong address"]
+    lines = [_row("Send 200 dollars to my brother overseas", "transfer", id="t0"),
+             _row("Show me how much is in my checking account", "balance", id="b0")]
+    lines += [_row(t, "card", prob=p, id=f"c{n}") for n, (t, p) in enumerate(zip(cards, probabilities))]
+    ids = [json.loads(x)["id"] for x in lines]
+    config = build_config({"label_balance": {"max_share": 0.5}}, {})  # cap: 2 rows a label
+    outcome = validate(SPEC, _write(tmp_path / "g.jsonl", lines), tmp_path / "out", config, token_counter=WORDS)
+    accepted, rejected = _each_row_once(outcome, ids)
+    # The cap keeps the first two card rows; the floor adds the three most confident it dropped.
+    assert [r["id"] for r in accepted] == ["t0", "b0", "c0", "c1", "c3", "c5", "c9"]
+    assert [r["id"] for r in accepted if r.get("metadata", {}).get("rescued_from") == "label_imbalance"] == \
+        ["c3", "c5", "c9"]
+    assert sorted(r["example"]["id"] for r in rejected) == ["c2", "c4", "c6", "c7", "c8"]
+    assert all(r["reason"] == "label_imbalance" and "cap of 2" in r["detail"] for r in rejected)
+    card = outcome.report["labels"]["card"]
+    assert (card["accepted"], card["rescued"], card["rejected_by_reason"]) == (5, 3, {"label_imbalance": 5})
+    assert outcome.report["thin_labels"] == [{"label": "transfer", "accepted": 1}, {"label": "balance", "accepted": 1}]
+
+
+def test_target_labelled_rows_pass_the_confidence_filter(tmp_path: Path) -> None:
+    lines = [_row(t, "card", prob=None, id=f"c{n}", metadata={"label_probability": 0.1, "label_source": "target"})
+             for n, t in enumerate(CARD_TEXTS[:5])]
+    lines.append(_row(CARD_TEXTS[5], "card", prob=0.1, id="teacher"))
+    config = build_config({"label_floor": {"enabled": False}, "label_balance": {"enabled": False}}, {})
+    outcome = validate(SPEC, _write(tmp_path / "g.jsonl", lines), tmp_path / "out", config, token_counter=WORDS)
+    assert [r["id"] for r in _lines(outcome.accepted)] == [f"c{n}" for n in range(5)]
+    assert [r["example"]["id"] for r in _lines(outcome.rejected)] == ["teacher"]
+    assert any("5 row(s) labelled with their generation target" in note for note in outcome.report["notes"])
