@@ -4,7 +4,15 @@ seed-only student, base student zero-shot — with student latency against teach
 says plainly whether the synthetic data beat the seed-only student.
 
     .venvs/core/bin/python benchmarks/quality.py [--tasks news-topic conll-entities qa-squad]
-        [--set generation.target_count=300 ...] [--sweep auto|always|never]
+        [--set generation.target_count=300 ...] [--sweep auto|always|never] [--train-seeds 3]
+
+The verdict is honest about noise: the evaluator gives every difference a paired bootstrap 95%
+interval over the test examples, and "beat" is said only when the interval of student −
+seed-only student is above 0 ("lost" when below 0, "no clear difference" otherwise). One training
+run is one draw of the training noise too, so each task's trained and seed-only students are
+trained with ``--train-seeds`` seeds (training.seed = 0..N-1; the repeats are retunes that reuse
+the generated and validated rows): the table shows mean ± sd over the seeds, and the verdict's
+interval is that of the seed-averaged difference (every run resampled on the same examples).
 
 Where the trained student does not beat the seed-only student, the benchmark retunes the same job
 with each of FILTER_PRESETS (the generated rows are validated again with those settings, the
@@ -71,6 +79,99 @@ BENCH_PORTS = {"pipeline": 50150, "generator": 50151, "validator": 50152, "train
                "serving": 50155}
 
 
+SEED_ONLY_PAIR = ("student", "seed-only-student")
+
+
+def seed_only_comparison(report: dict) -> dict | None:
+    """The evaluator's student − seed-only-student comparison (delta, 95% interval, verdict)."""
+    return next((c for c in report.get("comparisons", []) if (c.get("a"), c.get("b")) == SEED_ONLY_PAIR), None)
+
+
+def outcome(low: float, high: float) -> str:
+    """"beat" only when the interval excludes 0 from above, "lost" when from below."""
+    return "beat" if low > 0 else "lost" if high < 0 else "no clear difference"
+
+
+def verdict_from(comparison: dict, metric: str, training_seeds: int = 1) -> dict:
+    result = outcome(comparison["low"], comparison["high"])
+    return {"outcome": result, "synthetic_beat_seed_only": result == "beat", "metric": metric,
+            "delta": round(comparison["delta"], 4), "low": round(comparison["low"], 4),
+            "high": round(comparison["high"], 4), "n": comparison.get("n"), "training_seeds": training_seeds}
+
+
+def run_record(training_seed: int, job_name: str, state: str, report: dict | None) -> dict:
+    """One training run of a task: the two students' scores and their compared difference, and
+    where its predictions are (to pool the runs later)."""
+    record = {"training_seed": training_seed, "job": job_name, "state": state, "student": None, "seed_only": None,
+              "comparison": None, "predictions": None}
+    if report is not None:
+        primary = report["primary_metric"]
+        by_name = {c["name"]: c for c in report["candidates"]}
+        record.update({"student": by_name.get("student", {}).get("metrics", {}).get(primary),
+                       "seed_only": by_name.get("seed-only-student", {}).get("metrics", {}).get(primary),
+                       "comparison": seed_only_comparison(report),
+                       "predictions": report.get("artifacts", {}).get("predictions")})
+    return record
+
+
+def _mean_sd(values: list[float]) -> dict:
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else 0.0
+    return {"mean": round(mean, 4), "sd": round(sd, 4)}
+
+
+def across_seeds(runs: list[dict]) -> dict | None:
+    """Mean ± sample sd over the runs that scored both students, and how many of those runs'
+    own intervals said beat / lost."""
+    done = [r for r in runs if r.get("student") is not None and r.get("seed_only") is not None]
+    if not done:
+        return None
+    compared = [r["comparison"] for r in done if r.get("comparison")]
+    return {"runs": len(done), "training_seeds": [r["training_seed"] for r in done],
+            "student": _mean_sd([r["student"] for r in done]), "seed_only": _mean_sd([r["seed_only"] for r in done]),
+            "delta": _mean_sd([r["student"] - r["seed_only"] for r in done]),
+            "beat": sum(outcome(c["low"], c["high"]) == "beat" for c in compared),
+            "lost": sum(outcome(c["low"], c["high"]) == "lost" for c in compared)}
+
+
+def pooled_comparison(runs: list[dict], metric: str, read_rows) -> dict | None:
+    """student − seed-only averaged over the runs, with the paired bootstrap interval of that mean
+    (services.evaluator.bootstrap.pooled_paired_bootstrap). ``read_rows(uri)`` returns a run's
+    predictions.jsonl rows. None when a run's rows cannot reproduce its reported scores."""
+    from services.evaluator import bootstrap
+
+    pairs = []
+    for run in runs:
+        if run.get("student") is None or run.get("seed_only") is None or not run.get("predictions"):
+            continue
+        rows = read_rows(run["predictions"])
+        stats = []
+        for name, reported in zip(SEED_ONLY_PAIR, (run["student"], run["seed_only"])):
+            mine = sorted((r for r in rows if r.get("candidate") == name), key=lambda r: r["index"])
+            statistic = bootstrap.statistic_from_rows(metric, mine)
+            if statistic is None or abs(statistic.value() - reported) > 1e-6:
+                return None
+            stats.append(statistic)
+        pairs.append((stats[0], stats[1]))
+    if not pairs or len({a.n for a, _ in pairs}) != 1:
+        return None
+    delta, low, high = bootstrap.pooled_paired_bootstrap(pairs)
+    return {"a": SEED_ONLY_PAIR[0], "b": SEED_ONLY_PAIR[1], "metric": metric, "delta": delta, "low": low,
+            "high": high, "n": pairs[0][0].n, "runs": len(pairs), "verdict": bootstrap.verdict(low, high)}
+
+
+def update_verdict(result: dict) -> None:
+    """The headline verdict: the seed-averaged interval when several runs were pooled, else the
+    single run's interval."""
+    pooled = (result.get("across_seeds") or {}).get("pooled")
+    if pooled:
+        result["verdict"] = verdict_from(pooled, result["primary_metric"], pooled["runs"])
+        return
+    first = next((r for r in result.get("runs", []) if r.get("comparison")), None)
+    if first:
+        result["verdict"] = verdict_from(first["comparison"], result["primary_metric"])
+
+
 def run_task(task_dir: Path, overrides: dict, task_overrides: dict) -> dict:
     from google.protobuf import json_format
 
@@ -99,18 +200,19 @@ def run_task(task_dir: Path, overrides: dict, task_overrides: dict) -> dict:
                      "latency_p50_ms": cand.get("latency_p50_ms"), "error": cand.get("error"),
                      "speedup_vs_teacher": (teacher_latency / cand["latency_p50_ms"])
                      if teacher_latency and cand.get("latency_p50_ms") else None})
-    student = by_name.get("student", {}).get("metrics", {}).get(primary)
-    seed_only = by_name.get("seed-only-student", {}).get("metrics", {}).get(primary)
-    verdict = None
-    if student is not None and seed_only is not None:
-        delta = student - seed_only
-        verdict = {"synthetic_beat_seed_only": delta > 0, "delta": round(delta, 4)}
     summary = json_format.MessageToDict(stages["validate"].summary) if "validate" in stages else {}
-    return {"task": bundle.spec.name, "type": bundle.spec.type, "state": job.state, "seconds": round(seconds, 1),
-            "job": name, "teacher": bundle.spec.teacher, "student": bundle.spec.student,
-            "seeds": len(bundle.seeds), "primary_metric": primary, "student_teacher_ratio": report.get("student_teacher_ratio"),
-            "test_examples": max((c.get("examples", 0) for c in report["candidates"]), default=0),
-            "validation": summary, "verdict": verdict, "rows": rows}
+    training_seed = int(overrides.get("training", {}).get("seed", 0))
+    result = {"task": bundle.spec.name, "type": bundle.spec.type, "state": job.state, "seconds": round(seconds, 1),
+              "job": name, "teacher": bundle.spec.teacher, "student": bundle.spec.student,
+              "seeds": len(bundle.seeds), "primary_metric": primary,
+              "student_teacher_ratio": report.get("student_teacher_ratio"),
+              "test_examples": max((c.get("examples", 0) for c in report["candidates"]), default=0),
+              "validation": summary, "verdict": None, "rows": rows,
+              # Every difference the evaluator gave an interval for (student − teacher, ...).
+              "comparisons": report.get("comparisons", []),
+              "runs": [run_record(training_seed, name, job.state, report)]}
+    update_verdict(result)
+    return result
 
 
 def read_report(job) -> dict | None:
@@ -122,6 +224,48 @@ def read_report(job) -> dict | None:
     if job.state in ("FAILED", "CANCELLED") or report_ref is None or not report_ref.uri:
         return None
     return json.loads(cli._store().read_bytes(Artifact(report_ref.uri, report_ref.sha256, report_ref.size)))
+
+
+def repeat_training(result: dict, train_seeds: int) -> None:
+    """Retrain the trained and the seed-only student with the training seeds the task has not
+    run yet (a retune per seed, on the same validated rows; only the two students are scored
+    again), then record mean ± sd over the runs and the pooled interval."""
+    from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc
+
+    from services.common.convert import struct_from
+    from services.pipeline import cli
+
+    first = int(result["runs"][0]["training_seed"]) if result.get("runs") else 0
+    stub = pipeline_pb2_grpc.PipelineServiceStub(cli._channel("pipeline"))
+    done = {r["training_seed"] for r in result.get("runs", []) if r.get("student") is not None}
+    for training_seed in range(first, first + train_seeds):
+        if training_seed in done:
+            continue
+        print(f"   retrain with training.seed={training_seed}", flush=True)
+        overrides = {"training": {"seed": training_seed}, "serving": {"deploy": False},
+                     "evaluation": {"seed_only_baseline": True, "candidates": list(SEED_ONLY_PAIR)}}
+        operation = stub.StartRetune(pipeline_pb2.StartRetuneRequest(
+            job=result["job"], overrides=struct_from(overrides),
+            request_id=f"{result['job']}:training-seed:{training_seed}"), timeout=30)
+        job = cli.follow(operation.name, quiet=not sys.stdout.isatty())
+        result["runs"] = [r for r in result.get("runs", []) if r["training_seed"] != training_seed]
+        result["runs"].append(run_record(training_seed, operation.name, job.state, read_report(job)))
+    summarize_runs(result, read_predictions)
+
+
+def summarize_runs(result: dict, read_rows) -> None:
+    """``across_seeds`` (mean ± sd, per-run verdict counts, pooled interval) and the verdict."""
+    stats = across_seeds(result.get("runs", []))
+    if stats is not None and stats["runs"] > 1:
+        stats["pooled"] = pooled_comparison(result["runs"], result["primary_metric"], read_rows)
+    result["across_seeds"] = stats
+    update_verdict(result)
+
+
+def read_predictions(uri: str) -> list[dict]:
+    from services.pipeline import cli
+
+    return [json.loads(line) for line in cli._store().read_bytes(uri).decode().splitlines() if line.strip()]
 
 
 def sweep_filters(result: dict, only: list[str] | None = None) -> None:
@@ -174,23 +318,40 @@ def sweep_filters(result: dict, only: list[str] | None = None) -> None:
         result["closest_filter_setting"] = max(scored, key=lambda t: t["value"])["preset"]
 
 
+def _interval(verdict: dict, metric: str) -> str:
+    return f"{verdict['delta']:+.3f} {metric} [95% CI {verdict['low']:+.3f}, {verdict['high']:+.3f}]"
+
+
 def verdict_text(result: dict) -> str:
     """The table's plain answer, built from the stored numbers each time it is rendered (so a later
-    sweep never has to edit an earlier sentence): who won and by how much, then, where presets were
-    swept, which came closest and whether it beats the seed-only student."""
+    sweep never has to edit an earlier sentence): beat / lost / no clear difference by the
+    interval of student − seed-only, over how many training seeds, then, where presets were
+    swept, which came closest."""
     verdict = result.get("verdict")
     if not verdict:
         return "seed-only baseline not run"
-    delta = verdict["delta"]
-    text = (f"synthetic data {'beat' if delta > 0 else 'did NOT beat'} the seed-only student "
-            f"by {delta:+.3f} {result['primary_metric']}")
+    metric = verdict.get("metric") or result.get("primary_metric", "")
+    if "low" not in verdict:  # measured before the evaluator gave intervals
+        text = (f"synthetic data vs the seed-only student: {verdict['delta']:+.3f} {metric}, "
+                "no interval recorded (re-run for a verdict)")
+    elif verdict["outcome"] == "beat":
+        text = f"synthetic data beat the seed-only student by {_interval(verdict, metric)}"
+    elif verdict["outcome"] == "lost":
+        text = f"synthetic data lost to the seed-only student by {_interval(verdict, metric)}"
+    else:
+        text = f"no clear difference between synthetic data and the seed-only student: {_interval(verdict, metric)}"
+    stats = result.get("across_seeds")
+    if stats and stats["runs"] > 1:
+        text += (f"; mean of {stats['runs']} training seeds, student {stats['student']['mean']:.3f} ± "
+                 f"{stats['student']['sd']:.3f} vs seed-only {stats['seed_only']['mean']:.3f} ± "
+                 f"{stats['seed_only']['sd']:.3f} (sd); single runs: {stats['beat']} beat, {stats['lost']} lost")
     sweep = {t["preset"]: t for t in result.get("filter_sweep", [])}
     best = sweep.get(result.get("closest_filter_setting", ""))
     if best and best["value"] is not None:
         seed_only = next((r["value"] for r in result["rows"] if r["candidate"] == "seed-only-student"), None)
         beat = seed_only is not None and best["value"] > seed_only
         text += (f"; closest filter setting: {best['preset']} ({best['value']:.3f}, "
-                 f"{'beats' if beat else 'still below'} seed-only)")
+                 f"{'above' if beat else 'still below'} seed-only, one run, no interval)")
     return text
 
 
@@ -203,6 +364,11 @@ def markdown(results: list[dict]) -> str:
             continue
         value = {r["candidate"]: r["value"] for r in res["rows"]}
         fmt = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+        stats = res.get("across_seeds")
+        if stats and stats["runs"] > 1:  # several training seeds: mean ± sd of the two students
+            value["student"] = f"{stats['student']['mean']:.2f} ± {stats['student']['sd']:.2f}"
+            value["seed-only-student"] = f"{stats['seed_only']['mean']:.2f} ± {stats['seed_only']['sd']:.2f}"
+            fmt = lambda v: "—" if v is None else v if isinstance(v, str) else f"{v:.2f}"  # noqa: E731
         latency = {r["candidate"]: r["latency_p50_ms"] for r in res["rows"]}
         speed = (f"{latency['student']:.0f} / {latency['teacher']:.0f} ms"
                  if latency.get("student") and latency.get("teacher") else "—")
@@ -251,11 +417,17 @@ def main() -> int:
     parser.add_argument("--presets", nargs="+", metavar="NAME",
                         help="sweep only these filter presets (default: every preset that fits the task type)")
     parser.add_argument("--sweep", choices=["auto", "always", "never"], default="auto",
-                        help="retune with each filter preset: when synthetic data lost (auto), always, or never")
+                        help="retune with each filter preset: when synthetic data did not clearly beat the "
+                             "seed-only student (auto), always, or never")
+    parser.add_argument("--train-seeds", type=int, default=3, metavar="N",
+                        help="train the trained and the seed-only student with training.seed = 0..N-1 "
+                             "(the repeats are retunes on the same validated rows); 1 = a single run")
     parser.add_argument("--keep-running", action="store_true")
     parser.add_argument("--table-only", action="store_true",
                         help="print the table of the saved results (and re-save them) without running anything")
     args = parser.parse_args()
+    if args.train_seeds < 1:
+        parser.error("--train-seeds must be at least 1")
     if args.table_only:
         # Re-render (and re-save the JSON's markdown) from what was measured, naming the machine
         # that measured it, not the one re-rendering.
@@ -287,11 +459,18 @@ def main() -> int:
         for task in args.tasks:
             print(f"== {task} ==", flush=True)
             settings = deep_merge(TASK_DEFAULTS.get(task, FALLBACK_DEFAULTS), overrides)
+            settings.setdefault("training", {}).setdefault("seed", 0)  # the first of the training seeds
             result = run_task(ROOT / "examples" / task, settings, task_overrides)
             result["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             result["overrides"] = settings
             results[result["task"]] = result
             save(list(results.values()))
+        for task in args.tasks:
+            result = results[load_task_name(ROOT / "examples" / task)]
+            if result["rows"] and args.train_seeds > 1 and result.get("verdict"):
+                print(f"== {task}: {args.train_seeds} training seeds ==", flush=True)
+                repeat_training(result, args.train_seeds)
+                save(list(results.values()))
         for task in args.tasks:
             result = results[load_task_name(ROOT / "examples" / task)]
             lost = result.get("verdict") and not result["verdict"]["synthetic_beat_seed_only"]

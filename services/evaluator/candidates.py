@@ -77,6 +77,10 @@ class EvalOptions:
     judge: bool = False              # LLM judge for QA through the generator's Complete RPC
     trained_students: list[str] = field(default_factory=list)  # names for the student/teacher ratio
     listed_malformed: int = 20       # malformed predictions listed per candidate in report.md
+    # Paired bootstrap of the differences between candidates (services.evaluator.bootstrap): the
+    # resamples per interval and the generator's seed (fixed, so a report is reproducible).
+    bootstrap_resamples: int = 2000
+    bootstrap_seed: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> EvalOptions:
@@ -96,11 +100,16 @@ class EvalOptions:
                 judge=bool(data.get("judge", False)),
                 trained_students=[str(n) for n in data.get("trained_students", [])],
                 listed_malformed=int(data.get("listed_malformed", 20)),
+                bootstrap_resamples=int(data.get("bootstrap_resamples", 2000)),
+                bootstrap_seed=int(data.get("bootstrap_seed", 0)),
             )
         except (TypeError, ValueError) as exc:
             raise InvalidArgument(f"config: {exc}") from None
         if options.max_examples < 0 or options.max_new_tokens < 0 or options.student_batch_size < 0:
             raise InvalidArgument("config: max_examples, max_new_tokens and student_batch_size must be >= 0")
+        if options.bootstrap_resamples < 100:
+            raise InvalidArgument("config: bootstrap_resamples must be >= 100 (a 95% interval from fewer is "
+                                  "mostly noise)")
         return options
 
     def new_tokens(self, spec: TaskSpec, answer_tokens: Sequence[int] = ()) -> int:

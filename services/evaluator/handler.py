@@ -4,8 +4,10 @@ metrics, the report and the plots are written.
 Predictions are appended to the operation's work directory as they come (one JSONL file per
 candidate, fsynced per batch), so a restarted evaluator skips the candidates it had finished and
 the examples it had answered, and never loads a model it no longer needs. A candidate that cannot
-be loaded or reached is reported with its error and the others are still scored; a single
-prediction that fails or cannot be read counts as wrong and is listed, never crashes the run."""
+be loaded or reached is reported with its error (in the result too, with no score) and the others
+are still scored; a single prediction that fails or cannot be read counts as wrong and is listed,
+never crashes the run. Differences between candidates carry paired bootstrap intervals
+(``services.evaluator.bootstrap``)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from services.common.errors import (
 from services.common.jobs import OperationContext
 from services.common.jsonl import JsonlAppender, iter_jsonl, read_jsonl, write_jsonl_atomic
 from services.common.taskspec import Example, OutputError, TaskSpec, canonical_json, check_output
+from services.evaluator import bootstrap
 from services.evaluator import report as report_mod
 from services.evaluator.candidates import (
     ONNX,
@@ -44,7 +47,7 @@ from services.evaluator.candidates import (
     build_candidate,
     model_resolver,
 )
-from services.evaluator.metrics import PRIMARY_METRIC, score_task
+from services.evaluator.metrics import PRIMARY_METRIC, TaskScores, score_task
 from services.evaluator.metrics.qa import JUDGE_CHOICES, judge_prompt, judge_verdict
 
 log = logging.getLogger(__name__)
@@ -281,6 +284,7 @@ class Evaluation:
         golds = [ex.output for ex in self.examples]
         candidates: list[dict[str, Any]] = []
         merged: list[dict[str, Any]] = []
+        task_scores: dict[str, TaskScores] = {}
         for spec in self.job.candidates:
             entry: dict[str, Any] = {"name": spec.name, **self.descriptions.get(spec.name, {"kind": spec.kind}),
                                      "kind": spec.kind, "examples": len(self.examples)}
@@ -291,6 +295,7 @@ class Evaluation:
                 continue
             texts = [r["prediction"] for r in rows]
             scores = score_task(task, golds, texts, [ex.metadata for ex in self.examples], verdicts.get(spec.name))
+            task_scores[spec.name] = scores
             stats = report_mod.latency_stats([r["latency_s"] for r in rows], [r["completion_tokens"] for r in rows])
             malformed_items = []
             for ex, row, score in zip(self.examples, rows, scores.examples):
@@ -307,35 +312,93 @@ class Evaluation:
             entry.update({"metrics": scores.metrics, **stats, "malformed": len(malformed_items),
                           "extra": scores.extra, "malformed_examples": malformed_items[:options.listed_malformed]})
             candidates.append(entry)
+        comparisons = self.compare(candidates, task_scores, golds)
         report: dict[str, Any] = {
             "task": {"name": task.name, "type": task.type}, "examples": len(self.examples),
             "primary_metric": primary, "candidates": candidates, "notes": list(self.notes),
         }
         report.update(student_teacher_ratio(candidates, primary, options.trained_students))
+        report.update(comparisons)
         if task.type in _QA:
             report["notes"].append("ROUGE-L: F-measure from Google's rouge-score package over SQuAD-normalized tokens")
         return report, merged
 
+    def compare(self, candidates: list[dict[str, Any]], task_scores: dict[str, TaskScores],
+                golds: list[str]) -> dict[str, Any]:
+        """Paired bootstrap intervals on the primary metric for the pairs of ``comparison_pairs``;
+        a pair whose metric has no per-example form is named in the notes, never guessed."""
+        task, options = self.job.task, self.job.options
+        primary = PRIMARY_METRIC[task.type]
+        statistics = {name: bootstrap.metric_statistic(primary, scores, golds, task.labels)
+                      for name, scores in task_scores.items()}
+        comparisons = []
+        for a, b in comparison_pairs(candidates, options.trained_students):
+            if statistics.get(a) is None or statistics.get(b) is None:
+                self.notes.append(f"no interval for {a} − {b}: {primary} has no per-example form")
+                continue
+            comparisons.append(bootstrap.compare(a, statistics[a], b, statistics[b], primary,
+                                                 resamples=options.bootstrap_resamples,
+                                                 seed=options.bootstrap_seed).to_dict())
+        method = {"method": "paired percentile bootstrap over test examples", "metric": primary,
+                  "resamples": options.bootstrap_resamples, "seed": options.bootstrap_seed,
+                  "confidence": bootstrap.CONFIDENCE}
+        return {"comparisons": comparisons, "comparison_method": method}
+
+
+def is_trained_student(candidate: dict[str, Any], trained: list[str] | None = None) -> bool:
+    """Trained students are the names in ``trained``, or else every student/ONNX candidate whose
+    name does not mark it as a baseline (``base…``, ``…seed-only…``, ``…zero-shot…``)."""
+    if trained:
+        return candidate["name"] in trained
+    name = candidate["name"].lower()
+    return candidate["kind"] in (STUDENT, ONNX) and not (name.startswith("base") or "seed-only" in name
+                                                          or "zero-shot" in name)
+
+
+def _baseline_rank(candidate: dict[str, Any]) -> int:
+    """Order of the comparisons: the teacher, then the seed-only student (the bar distillation
+    must clear), then the base student, then anything else."""
+    name = candidate["name"].lower()
+    if candidate["kind"] == TEACHER:
+        return 0
+    return 1 if "seed-only" in name else 2 if name.startswith("base") else 3
+
+
+def comparison_pairs(candidates: list[dict[str, Any]], trained: list[str] | None = None) -> list[tuple[str, str]]:
+    """(a, b) for every difference a − b the report gives an interval for: each scored trained
+    student against every other scored candidate (two trained students once), then each seed-only
+    student against each base student (did training on the seeds alone help at all?)."""
+    scored = [c for c in candidates if not c.get("error")]
+    students = [c["name"] for c in scored if is_trained_student(c, trained)]
+    others = sorted(scored, key=_baseline_rank)
+    pairs = [(s, c["name"]) for i, s in enumerate(students) for c in others
+             if c["name"] != s and c["name"] not in students[:i]]
+    baselines = [c for c in scored if not is_trained_student(c, trained)]
+    pairs += [(s["name"], b["name"]) for s in baselines if "seed-only" in s["name"].lower()
+              for b in baselines if b["kind"] != TEACHER and b["name"].lower().startswith("base")]
+    return pairs
+
 
 def student_teacher_ratio(candidates: list[dict[str, Any]], primary: str,
                           trained: list[str] | None = None) -> dict[str, Any]:
-    """Best trained student's primary metric ÷ the teacher's. Trained students are the names in
-    ``trained``, or else every student/ONNX candidate whose name does not mark it as a baseline
-    (``base…``, ``…seed-only…``, ``…zero-shot…``)."""
+    """Best trained student's primary metric ÷ the teacher's (trained: ``is_trained_student``).
+
+    None, with ``ratio_note`` saying why, when the teacher or any trained student failed: a ratio
+    over the survivors would silently measure something else than the job asked, and the
+    pipeline gates a deployment on it."""
+    failed = [c for c in candidates if c.get("error")]
+    reasons = [f"{c['name']} failed: {c['error']}" for c in failed
+               if c["kind"] == TEACHER or is_trained_student(c, trained)]
+    if reasons:
+        return {"student_teacher_ratio": None, "ratio_note": "; ".join(reasons)}
     scored = [c for c in candidates if not c.get("error")]
     teacher = next((c for c in scored if c["kind"] == TEACHER), None)
-
-    def is_trained(c: dict[str, Any]) -> bool:
-        if trained:
-            return c["name"] in trained
-        name = c["name"].lower()
-        return c["kind"] in (STUDENT, ONNX) and not (name.startswith("base") or "seed-only" in name
-                                                      or "zero-shot" in name)
-
-    students = [c for c in scored if is_trained(c)]
+    students = [c for c in scored if is_trained_student(c, trained)]
     if teacher is None or not students:
+        missing = [what for what, absent in (("teacher", teacher is None), ("trained student", not students))
+                   if absent]
         return {"student_teacher_ratio": None,
-                "ratio_note": "needs a scored teacher and a scored trained student"}
+                "ratio_note": f"no {' and no '.join(missing)} among the candidates"}
     best = max(students, key=lambda c: c["metrics"][primary])
     teacher_value, student_value = teacher["metrics"][primary], best["metrics"][primary]
     if teacher_value <= 0:
@@ -415,13 +478,30 @@ def write_outputs(ctx: OperationContext, report: dict[str, Any], merged: list[di
     report["artifacts"] = {"predictions": predictions.uri, "report_markdown": markdown.uri,
                            "plots": [p.uri for p in plots]}
     report_json = ctx.store.put_json(ctx.output_key("report.json"), report)
+    return evaluation_result(report, {"report_json": report_json.to_dict(), "report_markdown": markdown.to_dict(),
+                                      "predictions": predictions.to_dict(), "plots": [p.to_dict() for p in plots]})
+
+
+def candidate_score(candidate: dict[str, Any]) -> dict[str, Any]:
+    """A CandidateScore: the metrics and costs of a scored candidate; for one that failed only its
+    name and error, so no default 0 can pass for a measured score."""
+    if candidate.get("error"):
+        return {"name": candidate["name"], "error": candidate["error"]}
+    return {"name": candidate["name"], "metrics": candidate["metrics"],
+            "latency_p50_ms": candidate["latency_p50_ms"], "latency_p95_ms": candidate["latency_p95_ms"],
+            "tokens_per_second": candidate["tokens_per_second"], "malformed": candidate["malformed"]}
+
+
+def evaluation_result(report: dict[str, Any], artifacts: dict[str, Any]) -> dict[str, Any]:
+    """The EvaluationResult dict of a report. A failed candidate is in ``scores`` with its error
+    and in ``failed_candidates``, so a quality gate can refuse to pass on a partial evaluation."""
     ratio = report.get("student_teacher_ratio")
     return {
-        "report_json": report_json.to_dict(), "report_markdown": markdown.to_dict(),
-        "predictions": predictions.to_dict(), "plots": [p.to_dict() for p in plots],
-        "scores": [{"name": c["name"], "metrics": c["metrics"], "latency_p50_ms": c["latency_p50_ms"],
-                    "latency_p95_ms": c["latency_p95_ms"], "tokens_per_second": c["tokens_per_second"],
-                    "malformed": c["malformed"]} for c in report["candidates"] if not c.get("error")],
+        **artifacts,
+        "scores": [candidate_score(c) for c in report["candidates"]],
         "primary_metric": report["primary_metric"],
         "student_teacher_ratio": float(ratio) if ratio is not None else 0.0,
+        "ratio_note": report.get("ratio_note", "") if ratio is None else "",
+        "comparisons": list(report.get("comparisons", [])),
+        "failed_candidates": [c["name"] for c in report["candidates"] if c.get("error")],
     }

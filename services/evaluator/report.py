@@ -62,6 +62,29 @@ def _table(header: list[str], rows: list[list[str]], align_right_from: int = 1) 
     return [line(header), rule] + [line(r) for r in rows]
 
 
+def _signed(value: float) -> str:
+    return f"{value:+.3f}"
+
+
+def comparison_lines(report: dict[str, Any]) -> list[str]:
+    """The differences with their paired bootstrap intervals: a lead whose interval contains 0 is
+    printed as "no clear difference", so a reader never takes noise for a win."""
+    comparisons = report.get("comparisons") or []
+    if not comparisons:
+        return []
+    method = report.get("comparison_method", {})
+    metric = comparisons[0]["metric"]
+    lines = [f"## Differences on {metric} (paired bootstrap, 95% intervals)", "",
+             f"Both candidates scored on the same test examples; the examples are resampled "
+             f"{method.get('resamples', '?')} times (seed {method.get('seed', '?')}) and each interval is the "
+             "middle 95% of the resampled differences. \"better\" / \"worse\" only when the interval "
+             "excludes 0.", ""]
+    rows = [[f"{c['a']} − {c['b']}", c["verdict"], _signed(c["delta"]),
+             f"[{_signed(c['low'])}, {_signed(c['high'])}]", str(c["n"])] for c in comparisons]
+    header = ["a − b", "verdict", f"Δ {metric}", "95% interval", "examples"]
+    return lines + _table(header, rows, align_right_from=2) + [""]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     task = report["task"]
     primary = report["primary_metric"]
@@ -87,6 +110,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                     + [f"{cand['malformed']}/{cand['examples']}", _fmt(cand["latency_p50_ms"], 1),
                        _fmt(cand["latency_p95_ms"], 1), _fmt(cand["tokens_per_second"], 1)])
     lines += _table(header, rows, align_right_from=2) + [""]
+    lines += comparison_lines(report)
     if report.get("plots", {}).get("scores"):
         lines += [f"![scores]({report['plots']['scores']})", ""]
     failed = [c for c in report["candidates"] if c.get("error")]

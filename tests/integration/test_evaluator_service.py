@@ -97,9 +97,13 @@ def test_base_student_and_a_broken_candidate(evaluator: dict, tmp_path: Path) ->
     store: ArtifactStore = evaluator["store"]
 
     assert result.primary_metric == "accuracy"
-    assert result.student_teacher_ratio == 0.0  # no teacher, no trained student
-    (score,) = result.scores  # the broken candidate is reported, not scored
-    assert score.name == "base-student"
+    assert result.student_teacher_ratio == 0.0  # no teacher, and the trained student failed
+    assert result.ratio_note.startswith("missing-student failed: ")
+    score, missing = result.scores  # the broken candidate is reported with its error, not scored
+    assert score.name == "base-student" and not score.error
+    assert missing.name == "missing-student" and "no-such-model" in missing.error and not missing.metrics
+    assert list(result.failed_candidates) == ["missing-student"]
+    assert not result.comparisons  # nothing scored to compare the base student with
     assert 0.0 <= score.metrics["accuracy"] <= 1.0 and "macro_f1" in score.metrics
     assert score.malformed == 0  # constrained: the student's answer is always a label
     assert score.latency_p50_ms > 0 and score.latency_p95_ms >= score.latency_p50_ms

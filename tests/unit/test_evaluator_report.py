@@ -10,7 +10,7 @@ import pytest
 from services.common.errors import InvalidArgument
 from services.evaluator import report as report_mod
 from services.evaluator.candidates import EvalOptions
-from services.evaluator.handler import student_teacher_ratio
+from services.evaluator.handler import comparison_pairs, evaluation_result, student_teacher_ratio
 from services.evaluator.metrics import classification
 
 
@@ -31,16 +31,51 @@ def test_ratio_uses_best_trained_student_and_skips_baselines():
     assert ratio["student_teacher_ratio"] == pytest.approx(0.7 / 0.8)
     assert ratio["ratio"]["student"] == "student-onnx"
     assert student_teacher_ratio(candidates, "accuracy", ["base-student"])["student_teacher_ratio"] == pytest.approx(0.9 / 0.8)
-    assert student_teacher_ratio(candidates[1:], "accuracy")["student_teacher_ratio"] is None
+    no_teacher = student_teacher_ratio(candidates[1:], "accuracy")
+    assert no_teacher == {"student_teacher_ratio": None, "ratio_note": "no teacher among the candidates"}
     zero = [_candidate("teacher", "teacher", 0.0), _candidate("student", "student", 0.5)]
     assert "scored 0" in student_teacher_ratio(zero, "accuracy")["ratio_note"]
+
+
+def test_ratio_is_not_given_when_the_teacher_or_a_trained_student_failed():
+    teacher_down = [{"name": "teacher", "kind": "teacher", "examples": 4, "error": "generator Label: UNAVAILABLE"},
+                    _candidate("student", "student", 0.6), _candidate("base-student", "student", 0.2)]
+    ratio = student_teacher_ratio(teacher_down, "accuracy")
+    assert ratio == {"student_teacher_ratio": None, "ratio_note": "teacher failed: generator Label: UNAVAILABLE"}
+    # A second trained student that scored does not stand in for the one that failed.
+    student_down = [_candidate("teacher", "teacher", 0.8), _candidate("student-onnx", "onnx", 0.7),
+                    {"name": "student", "kind": "student", "examples": 4, "error": "answered 2 of 4 examples"}]
+    assert student_teacher_ratio(student_down, "accuracy")["ratio_note"] == "student failed: answered 2 of 4 examples"
+    # A failed baseline is reported elsewhere; the ratio itself is still measured.
+    baseline_down = [_candidate("teacher", "teacher", 0.8), _candidate("student", "student", 0.6),
+                     {"name": "seed-only-student", "kind": "student", "examples": 4, "error": "no such model"}]
+    assert student_teacher_ratio(baseline_down, "accuracy")["student_teacher_ratio"] == pytest.approx(0.75)
+
+
+def test_comparison_pairs_put_the_student_against_every_scored_candidate():
+    candidates = [_candidate("teacher", "teacher", 0.8), _candidate("student", "student", 0.6),
+                  _candidate("base-student", "student", 0.2), _candidate("seed-only-student", "student", 0.5),
+                  _candidate("student-onnx", "onnx", 0.6)]
+    assert comparison_pairs(candidates) == [
+        ("student", "teacher"), ("student", "seed-only-student"), ("student", "base-student"),
+        ("student", "student-onnx"), ("student-onnx", "teacher"), ("student-onnx", "seed-only-student"),
+        ("student-onnx", "base-student"), ("seed-only-student", "base-student")]
+    failed = [candidates[0], candidates[1], {"name": "seed-only-student", "kind": "student", "error": "x"},
+              candidates[2]]
+    assert comparison_pairs(failed) == [("student", "teacher"), ("student", "base-student")]
+    assert comparison_pairs(candidates[:3], ["base-student"]) == [("base-student", "teacher"),
+                                                                  ("base-student", "student")]
 
 
 def test_markdown_and_plots(tmp_path: Path):
     candidates = [_candidate("teacher", "teacher", 0.75), _candidate("student", "student", 0.75, malformed=1),
                   {"name": "broken", "kind": "student", "examples": 4, "error": "model x does not exist"}]
+    comparisons = [{"a": "student", "b": "teacher", "metric": "accuracy", "delta": 0.0, "low": -0.5, "high": 0.5,
+                    "n": 4, "verdict": "no clear difference"}]
     report = {"task": {"name": "sentiment", "type": "classification"}, "examples": 4, "primary_metric": "accuracy",
-              "candidates": candidates, "notes": ["a note"], **student_teacher_ratio(candidates, "accuracy")}
+              "candidates": candidates, "notes": ["a note"], "comparisons": comparisons,
+              "comparison_method": {"resamples": 2000, "seed": 0},
+              **student_teacher_ratio(candidates, "accuracy", ["student"])}
     paths = report_mod.write_plots(report, tmp_path)
     assert sorted(p.name for p in paths) == ["confusion-student.png", "confusion-teacher.png", "scores.png"]
     for path in paths:
@@ -54,6 +89,27 @@ def test_markdown_and_plots(tmp_path: Path):
     assert "- **broken**: model x does not exist" in text
     assert "![scores](scores.png)" in text and "![confusion matrix: student](confusion-student.png)" in text
     assert "`x1`: 'maybe' is not one of the labels" in text
+    assert "## Differences on accuracy (paired bootstrap, 95% intervals)" in text
+    assert "resampled 2000 times (seed 0)" in text
+    row = next(line for line in text.splitlines() if line.startswith("| student − teacher"))
+    assert [cell.strip() for cell in row.strip("|").split("|")] == \
+        ["student − teacher", "no clear difference", "+0.000", "[-0.500, +0.500]", "4"]
+    without_ratio = {**report, **student_teacher_ratio(candidates, "accuracy")}
+    assert "student/teacher ratio: n/a (broken failed: model x does not exist)" in \
+        report_mod.render_markdown(without_ratio)
+
+
+def test_evaluation_result_reports_failures_without_scores():
+    candidates = [_candidate("student", "student", 0.75),
+                  {"name": "teacher", "kind": "teacher", "examples": 4, "error": "generator down"}]
+    report = {"primary_metric": "accuracy", "candidates": candidates, "comparisons": [],
+              **student_teacher_ratio(candidates, "accuracy")}
+    result = evaluation_result(report, {"report_json": {"uri": "file:///r.json"}})
+    assert result["scores"][1] == {"name": "teacher", "error": "generator down"}
+    assert result["scores"][0]["metrics"] == {"accuracy": 0.75, "macro_f1": 0.75} and "error" not in result["scores"][0]
+    assert result["failed_candidates"] == ["teacher"]
+    assert result["student_teacher_ratio"] == 0.0 and result["ratio_note"] == "teacher failed: generator down"
+    assert result["report_json"] == {"uri": "file:///r.json"}
 
 
 def test_latency_stats_and_options():
@@ -64,3 +120,8 @@ def test_latency_stats_and_options():
     assert EvalOptions.from_dict({"max_examples": "5"}).max_examples == 5
     with pytest.raises(InvalidArgument, match="unknown option"):
         EvalOptions.from_dict({"max_exmaples": 5})
+    options = EvalOptions.from_dict({"bootstrap_resamples": 500, "bootstrap_seed": 3})
+    assert (options.bootstrap_resamples, options.bootstrap_seed) == (500, 3)
+    assert (EvalOptions().bootstrap_resamples, EvalOptions().bootstrap_seed) == (2000, 0)
+    with pytest.raises(InvalidArgument, match="bootstrap_resamples must be >= 100"):
+        EvalOptions.from_dict({"bootstrap_resamples": 10})

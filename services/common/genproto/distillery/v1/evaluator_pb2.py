@@ -27,7 +27,7 @@ from google.longrunning import operations_pb2 as google_dot_longrunning_dot_oper
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x64istillery/v1/evaluator.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\x1a#google/longrunning/operations.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x7f\n\tCandidate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.distillery.v1.CandidateKind\x12&\n\x05model\x18\x03 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\"\x96\x02\n\x16StartEvaluationRequest\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\x12(\n\x04test\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12,\n\ncandidates\x18\x03 \x03(\x0b\x32\x18.distillery.v1.Candidate\x12)\n\x05seeds\x18\x04 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\'\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\routput_prefix\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"\xe9\x01\n\x0e\x43\x61ndidateScore\x12\x0c\n\x04name\x18\x01 \x01(\t\x12;\n\x07metrics\x18\x02 \x03(\x0b\x32*.distillery.v1.CandidateScore.MetricsEntry\x12\x16\n\x0elatency_p50_ms\x18\x03 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x04 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x05 \x01(\x01\x12\x11\n\tmalformed\x18\x06 \x01(\x03\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xba\x02\n\x10\x45valuationResult\x12/\n\x0breport_json\x18\x01 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x33\n\x0freport_markdown\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12/\n\x0bpredictions\x18\x03 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12)\n\x05plots\x18\x04 \x03(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12-\n\x06scores\x18\x05 \x03(\x0b\x32\x1d.distillery.v1.CandidateScore\x12\x16\n\x0eprimary_metric\x18\x06 \x01(\t\x12\x1d\n\x15student_teacher_ratio\x18\x07 \x01(\x01*\x80\x01\n\rCandidateKind\x12\x1e\n\x1a\x43\x41NDIDATE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41NDIDATE_KIND_TEACHER\x10\x01\x12\x1a\n\x16\x43\x41NDIDATE_KIND_STUDENT\x10\x02\x12\x17\n\x13\x43\x41NDIDATE_KIND_ONNX\x10\x03\x32k\n\x10\x45valuatorService\x12W\n\x0fStartEvaluation\x12%.distillery.v1.StartEvaluationRequest\x1a\x1d.google.longrunning.Operationb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x64istillery/v1/evaluator.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\x1a#google/longrunning/operations.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x7f\n\tCandidate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.distillery.v1.CandidateKind\x12&\n\x05model\x18\x03 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\"\x96\x02\n\x16StartEvaluationRequest\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\x12(\n\x04test\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12,\n\ncandidates\x18\x03 \x03(\x0b\x32\x18.distillery.v1.Candidate\x12)\n\x05seeds\x18\x04 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\'\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\routput_prefix\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"\xf8\x01\n\x0e\x43\x61ndidateScore\x12\x0c\n\x04name\x18\x01 \x01(\t\x12;\n\x07metrics\x18\x02 \x03(\x0b\x32*.distillery.v1.CandidateScore.MetricsEntry\x12\x16\n\x0elatency_p50_ms\x18\x03 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x04 \x01(\x01\x12\x19\n\x11tokens_per_second\x18\x05 \x01(\x01\x12\x11\n\tmalformed\x18\x06 \x01(\x03\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xa2\x01\n\nComparison\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\x12\n\x05\x64\x65lta\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03low\x18\x05 \x01(\x01H\x01\x88\x01\x01\x12\x11\n\x04high\x18\x06 \x01(\x01H\x02\x88\x01\x01\x12\t\n\x01n\x18\x07 \x01(\x05\x12\x0f\n\x07verdict\x18\x08 \x01(\tB\x08\n\x06_deltaB\x06\n\x04_lowB\x07\n\x05_high\"\x99\x03\n\x10\x45valuationResult\x12/\n\x0breport_json\x18\x01 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x33\n\x0freport_markdown\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12/\n\x0bpredictions\x18\x03 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12)\n\x05plots\x18\x04 \x03(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12-\n\x06scores\x18\x05 \x03(\x0b\x32\x1d.distillery.v1.CandidateScore\x12\x16\n\x0eprimary_metric\x18\x06 \x01(\t\x12\x1d\n\x15student_teacher_ratio\x18\x07 \x01(\x01\x12.\n\x0b\x63omparisons\x18\x08 \x03(\x0b\x32\x19.distillery.v1.Comparison\x12\x19\n\x11\x66\x61iled_candidates\x18\t \x03(\t\x12\x12\n\nratio_note\x18\n \x01(\t*\x80\x01\n\rCandidateKind\x12\x1e\n\x1a\x43\x41NDIDATE_KIND_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41NDIDATE_KIND_TEACHER\x10\x01\x12\x1a\n\x16\x43\x41NDIDATE_KIND_STUDENT\x10\x02\x12\x17\n\x13\x43\x41NDIDATE_KIND_ONNX\x10\x03\x32k\n\x10\x45valuatorService\x12W\n\x0fStartEvaluation\x12%.distillery.v1.StartEvaluationRequest\x1a\x1d.google.longrunning.Operationb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,18 +36,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CANDIDATESCORE_METRICSENTRY']._loaded_options = None
   _globals['_CANDIDATESCORE_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_CANDIDATEKIND']._serialized_start=1107
-  _globals['_CANDIDATEKIND']._serialized_end=1235
+  _globals['_CANDIDATEKIND']._serialized_start=1382
+  _globals['_CANDIDATEKIND']._serialized_end=1510
   _globals['_CANDIDATE']._serialized_start=143
   _globals['_CANDIDATE']._serialized_end=270
   _globals['_STARTEVALUATIONREQUEST']._serialized_start=273
   _globals['_STARTEVALUATIONREQUEST']._serialized_end=551
   _globals['_CANDIDATESCORE']._serialized_start=554
-  _globals['_CANDIDATESCORE']._serialized_end=787
-  _globals['_CANDIDATESCORE_METRICSENTRY']._serialized_start=741
-  _globals['_CANDIDATESCORE_METRICSENTRY']._serialized_end=787
-  _globals['_EVALUATIONRESULT']._serialized_start=790
-  _globals['_EVALUATIONRESULT']._serialized_end=1104
-  _globals['_EVALUATORSERVICE']._serialized_start=1237
-  _globals['_EVALUATORSERVICE']._serialized_end=1344
+  _globals['_CANDIDATESCORE']._serialized_end=802
+  _globals['_CANDIDATESCORE_METRICSENTRY']._serialized_start=756
+  _globals['_CANDIDATESCORE_METRICSENTRY']._serialized_end=802
+  _globals['_COMPARISON']._serialized_start=805
+  _globals['_COMPARISON']._serialized_end=967
+  _globals['_EVALUATIONRESULT']._serialized_start=970
+  _globals['_EVALUATIONRESULT']._serialized_end=1379
+  _globals['_EVALUATORSERVICE']._serialized_start=1512
+  _globals['_EVALUATORSERVICE']._serialized_end=1619
 # @@protoc_insertion_point(module_scope)
