@@ -214,6 +214,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def print_job(job: pipeline_pb2.Job) -> None:
     print(f"job {job.name.rsplit('/', 1)[-1]}: {job.state}" + (f" - {job.message}" if job.message else ""))
+    for warning in job.warnings:
+        print(f"warning: {warning}")
     if job.served_model:
         name, _, version = job.served_model.partition(":")
         print(f"served as {job.served_model}: try `distillery predict --model {name} \"...\"`")
@@ -250,9 +252,11 @@ def cmd_report(args: argparse.Namespace) -> None:
     store = _store()
     text = store.read_bytes(Artifact(job.report.uri, job.report.sha256, job.report.size)).decode()
     Console().print(Markdown(text))
-    evaluate = next(s for s in job.stages if s.name == "evaluate")
+    for warning in job.warnings:
+        print(f"warning: {warning}")
+    if job.deployed_student:
+        print(f"deployed: {job.deployed_student}")
     print(f"\nreport files: {job.report.uri.rsplit('/', 1)[0]}/ (report.md, report.json, predictions, plots)")
-    _ = evaluate
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

@@ -19,6 +19,8 @@ def job_to_dict(state: JobState) -> dict[str, Any]:
         "student_teacher_ratio": state.student_teacher_ratio,
         "report": state.report or {},
         "served_model": state.served_model,
+        "warnings": list(state.warnings),
+        "deployed_student": state.deployed_student,
         "stages": [{"name": s.name, "state": _STAGE_STATE[s.state], "operation": s.operation,
                     "artifacts": {k: v for k, v in s.artifacts.items() if isinstance(v, dict)},
                     "error": s.error, "summary": _jsonable(s.summary)} for s in state.stages],

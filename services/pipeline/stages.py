@@ -40,6 +40,12 @@ class JobState:
     student_teacher_ratio: float = 0.0
     report: dict[str, Any] = field(default_factory=dict)
     served_model: str = ""
+    # Things the user must know although the job went on (thin labels, a weak teacher, the
+    # seed-only student deployed instead of the trained one).
+    warnings: list[str] = field(default_factory=list)
+    # "student" or "seed-only-student": which trained student the export/deploy stages use.
+    deployed_student: str = ""
+    deployed_note: str = ""
 
     def stage(self, name: str) -> StageState:
         for stage in self.stages:
@@ -57,7 +63,8 @@ class JobState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobState:
         stages = [StageState(**s) for s in data.get("stages", [])]
-        return cls(**{**data, "stages": stages})
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{**{k: v for k, v in data.items() if k in known}, "stages": stages})
 
 
 class StateFile:

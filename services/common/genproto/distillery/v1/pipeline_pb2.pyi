@@ -77,7 +77,7 @@ class Stage(_message.Message):
     def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[StageState, str]] = ..., operation: _Optional[str] = ..., artifacts: _Optional[_Mapping[str, _common_pb2.ArtifactRef]] = ..., error: _Optional[str] = ..., summary: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "task_name", "state", "stages", "message", "student_teacher_ratio", "report", "served_model")
+    __slots__ = ("name", "task_name", "state", "stages", "message", "student_teacher_ratio", "report", "served_model", "warnings", "deployed_student")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,8 @@ class Job(_message.Message):
     STUDENT_TEACHER_RATIO_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     SERVED_MODEL_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYED_STUDENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     task_name: str
     state: str
@@ -94,7 +96,9 @@ class Job(_message.Message):
     student_teacher_ratio: float
     report: _common_pb2.ArtifactRef
     served_model: str
-    def __init__(self, name: _Optional[str] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., message: _Optional[str] = ..., student_teacher_ratio: _Optional[float] = ..., report: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., served_model: _Optional[str] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    deployed_student: str
+    def __init__(self, name: _Optional[str] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., stages: _Optional[_Iterable[_Union[Stage, _Mapping]]] = ..., message: _Optional[str] = ..., student_teacher_ratio: _Optional[float] = ..., report: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., served_model: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., deployed_student: _Optional[str] = ...) -> None: ...
 
 class DistillationResult(_message.Message):
     __slots__ = ("job",)

@@ -1,0 +1,221 @@
+"""The orchestrator against a scripted ``Workers`` (the pipeline's only seam to the five worker
+services): stage order, what each stage is asked, resume after a failure, skips, the quality
+gate's outcomes and which student is deployed. The worker services themselves are tested for
+real elsewhere (tests/integration, tests/reliability); here the orchestrator's own decisions are."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common.artifacts import Artifact, ArtifactStore
+from services.common.errors import FailedPrecondition
+from services.common.jobs import JobRunner, OperationContext
+from services.common.operations import open_operation_store
+from services.common.taskspec import TaskSpec
+from services.pipeline.orchestrator import SEED_ONLY_MIN_STEPS, DistillationRunner
+from services.pipeline.stages import JOB_NEEDS_ATTENTION, SKIPPED, SUCCEEDED
+
+SPEC = TaskSpec(name="topics", type="classification", description="Classify a headline.",
+                labels=["sport", "tech", "politics"], teacher="gemma3-270m", student="smollm2-135m-instruct")
+SEEDS = [{"input": f"match report {i}", "output": "sport"} for i in range(4)] + \
+        [{"input": f"new phone {i}", "output": "tech"} for i in range(4)]  # no politics seed
+
+
+class ScriptedWorkers:
+    """Answers each stage from a script; records every request, in order."""
+
+    def __init__(self, store: ArtifactStore, *, per_label: dict[str, int] | None = None, train_steps: int = 34,
+                 scores: list[dict[str, Any]] | None = None, comparisons: list[dict[str, Any]] | None = None,
+                 ratio: float = 0.9, adapter: bool = True, fail: set[str] | None = None) -> None:
+        self.store = store
+        self.per_label = per_label if per_label is not None else {"sport": 40, "tech": 40, "politics": 40}
+        self.train_steps = train_steps
+        self.scores = scores if scores is not None else [
+            {"name": "teacher", "metrics": {"accuracy": 0.6}}, {"name": "student", "metrics": {"accuracy": 0.7}},
+            {"name": "base-student", "metrics": {"accuracy": 0.2}},
+            {"name": "seed-only-student", "metrics": {"accuracy": 0.5}}]
+        self.comparisons = comparisons or []
+        self.ratio = ratio
+        self.adapter = adapter
+        self.fail = set(fail or ())
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def _art(self, key: str, data: Any) -> dict[str, Any]:
+        return self.store.put_json(key, data).to_dict()
+
+    def run(self, stage, service, request, on_progress, cancelled):
+        self.calls.append((stage, request))
+        if stage in self.fail:
+            raise FailedPrecondition(f"stage {stage} failed on the {service}: scripted failure")
+        on_progress({"done": 1, "total": 1, "stage": stage})
+        prefix = request["output_prefix"]
+        if stage == "generate":
+            return "op-gen", {"examples": self._art(f"{prefix}/examples.jsonl", []), "generated": 120}
+        if stage == "validate":
+            labels = {k: {"read": v, "accepted": v} for k, v in self.per_label.items()}
+            return "op-val", {"accepted": self._art(f"{prefix}/accepted.jsonl", []),
+                              "report": self._art(f"{prefix}/report.json", {"labels": labels}),
+                              "accepted_count": sum(self.per_label.values())}
+        if stage in ("train", "train_seed_only"):
+            result = {"merged_artifact": self._art(f"{prefix}/merged.json", {"stage": stage}),
+                      "metrics": self._art(f"{prefix}/metrics.json", {}), "steps": self.train_steps}
+            if self.adapter:
+                result["adapter_artifact"] = self._art(f"{prefix}/adapter.json", {"stage": stage})
+            return f"op-{stage}", result
+        if stage == "evaluate":
+            return "op-eval", {"scores": self.scores, "primary_metric": "accuracy", "student_teacher_ratio": self.ratio,
+                               "comparisons": self.comparisons,
+                               "report_markdown": self._art(f"{prefix}/report.md", "report")}
+        if stage == "export":
+            return "op-exp", {"bundle": self._art(f"{prefix}/bundle.json", {}),
+                              "variants": [{"quantization": "QUANTIZATION_NONE", "accepted": True}]}
+        raise AssertionError(stage)
+
+    def call(self, service, method, request):
+        self.calls.append((f"{service}.{method}", request))
+        return {"model": {"name": request["name"]}}
+
+    def request(self, stage: str) -> dict[str, Any]:
+        return [r for s, r in self.calls if s == stage][-1]
+
+    def stages(self) -> list[str]:
+        return [s for s, _ in self.calls]
+
+
+@pytest.fixture()
+def env(tmp_path: Path):
+    store = ArtifactStore((tmp_path / "store").as_uri())
+    runner = JobRunner("pipeline", open_operation_store(f"sqlite:///{tmp_path / 'ops.db'}"), store, tmp_path)
+    seeds = store.put_bytes("inputs/seeds.jsonl", "".join(json.dumps(r) + "\n" for r in SEEDS).encode())
+    test = store.put_bytes("inputs/test.jsonl", b'{"input": "a vote", "output": "politics"}\n')
+    inputs: dict[str, Artifact | None] = {"seeds": seeds, "test": test, "context": None}
+
+    def make(workers: ScriptedWorkers, overrides: dict[str, Any] | None = None, request_id: str = "job") -> DistillationRunner:
+        record, _ = runner.ops.create("pipeline", "distillation", {}, request_id)
+        ctx = OperationContext(record, runner, threading.Event())
+        return DistillationRunner(ctx, workers, SPEC, inputs, overrides or {})
+
+    return store, make, seeds
+
+
+def test_stage_order_and_what_each_stage_is_asked(env) -> None:
+    store, make, seeds = env
+    workers = ScriptedWorkers(store)
+    result = make(workers).run()
+    assert workers.stages() == ["generate", "validate", "train", "train_seed_only", "evaluate", "export",
+                                "serving.LoadModel"]
+    assert result["job"]["state"] == SUCCEEDED
+    # the trained student learns from the accepted rows AND the seeds
+    train = workers.request("train")
+    assert train["seeds"]["uri"] == seeds.uri and train["train"]["uri"].endswith("accepted.jsonl")
+    # the seed-only baseline: all the seeds, no eval split, at least the trained student's steps
+    baseline = workers.request("train_seed_only")
+    assert baseline["train"]["uri"] == seeds.uri and "seeds" not in baseline
+    config = baseline["config"]
+    assert config["eval_fraction"] == 0 and config["early_stopping_patience"] == 0
+    assert config["max_steps"] == max(34, SEED_ONLY_MIN_STEPS)
+
+
+def test_seed_only_steps_follow_a_longer_trained_run(env) -> None:
+    store, make, _ = env
+    runner = make(ScriptedWorkers(store, train_steps=250))
+    runner.run()
+    summary = runner.state.stage("train_seed_only").summary
+    assert summary["config"]["max_steps"] == 250  # never fewer steps than the student it is compared with
+    assert summary["config"]["learning_rate"] == pytest.approx(1e-3)
+
+
+def test_a_failed_candidate_fails_the_gate(env) -> None:
+    store, make, _ = env
+    scores = [{"name": "teacher", "metrics": {"accuracy": 0.6}},
+              {"name": "student", "metrics": {}, "error": "model directory is gone"}]
+    result = make(ScriptedWorkers(store, scores=scores, ratio=0.0)).run()
+    assert result["job"]["state"] == JOB_NEEDS_ATTENTION
+    assert "evaluation failed for student" in result["job"]["message"]
+
+
+def test_no_ratio_is_never_a_pass(env) -> None:
+    store, make, _ = env
+    result = make(ScriptedWorkers(store, ratio=0.0)).run()
+    assert result["job"]["state"] == JOB_NEEDS_ATTENTION and "no student/teacher ratio" in result["job"]["message"]
+
+
+def test_below_the_gate_needs_attention(env) -> None:
+    store, make, _ = env
+    result = make(ScriptedWorkers(store, ratio=0.5)).run()
+    assert result["job"]["state"] == JOB_NEEDS_ATTENTION and "below the quality gate" in result["job"]["message"]
+
+
+def test_the_better_seed_only_student_is_deployed(env) -> None:
+    store, make, _ = env
+    comparisons = [{"a": "student", "b": "seed-only-student", "metric": "accuracy", "delta": -0.3, "low": -0.36,
+                    "high": -0.25, "n": 400, "verdict": "worse"}]
+    scores = [{"name": "teacher", "metrics": {"accuracy": 0.54}}, {"name": "student", "metrics": {"accuracy": 0.49}},
+              {"name": "seed-only-student", "metrics": {"accuracy": 0.79}}]
+    workers = ScriptedWorkers(store, scores=scores, comparisons=comparisons, ratio=0.49 / 0.54)
+    runner = make(workers)
+    result = runner.run()["job"]
+    export = workers.request("export")
+    seed_only = runner.state.stage("train_seed_only").artifacts
+    assert export["model"]["uri"] == seed_only["merged"]["uri"] and export["adapter"]["uri"] == seed_only["adapter"]["uri"]
+    assert result["deployed_student"] == "seed-only-student"
+    assert any("seed-only student beat" in w for w in result["warnings"])
+    assert result["student_teacher_ratio"] == pytest.approx(0.79 / 0.54)
+    assert result["state"] == SUCCEEDED and "seed-only student is deployed" in result["message"]
+
+
+def test_a_tie_keeps_the_trained_student_and_says_so(env) -> None:
+    store, make, _ = env
+    comparisons = [{"a": "student", "b": "seed-only-student", "metric": "accuracy", "delta": 0.02, "low": -0.03,
+                    "high": 0.07, "n": 200, "verdict": "no clear difference"}]
+    workers = ScriptedWorkers(store, comparisons=comparisons)
+    runner = make(workers)
+    result = runner.run()["job"]
+    assert workers.request("export")["model"]["uri"] == runner.state.stage("train").artifacts["merged"]["uri"]
+    assert result["deployed_student"] == "student" and "not clearly apart" in result["message"]
+
+
+def test_full_finetune_exports_without_an_adapter(env) -> None:
+    store, make, _ = env
+    workers = ScriptedWorkers(store, adapter=False)
+    result = make(workers, {"training": {"full_finetune": True}}).run()["job"]
+    assert result["state"] == SUCCEEDED and "adapter" not in workers.request("export")
+
+
+def test_thin_and_missing_labels_are_warned(env) -> None:
+    store, make, _ = env
+    runner = make(ScriptedWorkers(store, per_label={"sport": 30, "tech": 1}))
+    result = runner.run()["job"]
+    warnings = "\n".join(result["warnings"])
+    assert "label 'politics' has no training rows" in warnings  # no seeds, no accepted rows
+    assert "'tech'" not in warnings  # 1 accepted + 4 seeds reaches the floor of 5
+    counts = runner.state.stage("validate").summary["rows_per_label"]
+    assert counts == {"sport": {"accepted": 30, "seeds": 4}, "tech": {"accepted": 1, "seeds": 4},
+                      "politics": {"accepted": 0, "seeds": 0}}
+
+
+def test_a_failed_stage_resumes_without_redoing_finished_ones(env) -> None:
+    store, make, _ = env
+    workers = ScriptedWorkers(store, fail={"evaluate"})
+    with pytest.raises(FailedPrecondition, match="stage evaluate failed"):
+        make(workers, request_id="again").run()
+    workers.fail.clear()
+    before = len(workers.calls)
+    result = make(workers, request_id="again").run()["job"]  # same operation, same state file
+    assert [s for s, _ in workers.calls[before:]] == ["evaluate", "export", "serving.LoadModel"]
+    assert result["state"] == SUCCEEDED
+
+
+def test_baseline_off_and_no_deploy_are_skips(env) -> None:
+    store, make, _ = env
+    workers = ScriptedWorkers(store)
+    runner = make(workers, {"evaluation": {"seed_only_baseline": False}, "serving": {"deploy": False}})
+    result = runner.run()["job"]
+    assert workers.stages() == ["generate", "validate", "train", "evaluate"]
+    assert {runner.state.stage(s).state for s in ("train_seed_only", "export", "deploy")} == {SKIPPED}
+    assert result["state"] == SUCCEEDED
