@@ -156,8 +156,37 @@ def _submit(bundle: TaskBundle, overrides: dict[str, Any]) -> str:
     return operation.name
 
 
+def follow_lines(name: str, interval: float = 30.0) -> pipeline_pb2.Job:
+    """Progress as plain lines (stdout is not a terminal): one per stage transition and one every
+    ``interval`` seconds; returns the Job."""
+    from services.pipeline.progress_log import LineProgress, plain_stage_state
+
+    channel = _channel("pipeline")
+    ops = OperationsClient(channel)
+    stub = pipeline_pb2_grpc.PipelineServiceStub(channel)
+    lines = LineProgress(STAGES, sys.stdout, interval=interval)
+    while True:
+        try:
+            for operation in ops.watch(name, interval=1.0):
+                meta = operation_metadata(operation)
+                lines.update(meta.message, dict(meta.counters))
+                if operation.done:
+                    break
+            break
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                raise CliError(f"pipeline: {exc.details()}") from None
+            time.sleep(2)  # the pipeline restarts: it resumes the job, so keep watching
+    job = _rpc(lambda: stub.GetJob(pipeline_pb2.GetJobRequest(name=name), timeout=30), "pipeline")
+    lines.finish(job.state, {s.name: plain_stage_state(pipeline_pb2.StageState.Name(s.state)) for s in job.stages})
+    return job
+
+
 def follow(name: str, quiet: bool = False) -> pipeline_pb2.Job:
-    """Live progress, one bar per stage, until the job ends; returns the Job."""
+    """Live progress until the job ends; returns the Job. One bar per stage on a terminal, plain
+    lines where stdout is not one (CI, nohup, a log file)."""
+    if not quiet and not sys.stdout.isatty():
+        return follow_lines(name)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     channel = _channel("pipeline")
