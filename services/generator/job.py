@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from services.common.budget import budget_for
-from services.common.errors import FailedPrecondition
 from services.common.jsonl import JsonlAppender, read_jsonl, repair_tail, write_jsonl_atomic
 from services.common.taskspec import Example, TaskSpec, example_id, normalize_text
 from services.generator.backend import Backend, CompletionRequest
@@ -255,15 +254,19 @@ class GenerationJob:
 
         def tokens() -> tuple[int, int]:
             return state.prompt_tokens + check_prompt, state.completion_tokens + check_completion
+        shortfall = ""
         with JsonlAppender(self.work_dir / EXAMPLES) as good, JsonlAppender(self.work_dir / REJECTED) as bad:
             while generated < s.target:
                 check_cancelled()
                 if state.next_index >= max_candidates(s.target):
+                    # Not a failure: the seeds alone can still train a student, and the pipeline
+                    # trains on them plus whatever rows there are, saying so (GenerationResult.shortfall).
                     hint = " or generation.label_source: target" if choice.source == "agreement" else ""
-                    raise FailedPrecondition(
-                        f"the teacher produced only {generated} usable rows from {state.next_index} candidates "
-                        f"({rejected_count} rejected; see {REJECTED}); give more varied seeds, a stronger teacher"
-                        f"{hint}")
+                    shortfall = (f"the teacher produced only {generated} usable rows of {s.target} from "
+                                 f"{state.next_index} candidates ({rejected_count} rejected; see {REJECTED}); "
+                                 f"give more varied seeds, a stronger teacher{hint}")
+                    log.warning("%s", shortfall)
+                    break
                 need = s.target - generated
                 # The last batch asks for a little more than needed (some candidates are refused).
                 count = min(s.batch_size, need + max(1, need // 4))
@@ -291,7 +294,7 @@ class GenerationJob:
         total_prompt, total_completion = tokens()
         return {"generated": generated, "rejected": rejected_count, "prompt_tokens": total_prompt,
                 "completion_tokens": total_completion, "estimated_cost_usd": s.cost(total_prompt, total_completion),
-                "seconds": time.time() - started, **choice.result_fields()}
+                "seconds": time.time() - started, "shortfall": shortfall, **choice.result_fields()}
 
 
 def run_generation(ctx: Any, backend_for: Callable[[TaskSpec], Backend]) -> dict[str, Any]:
@@ -318,6 +321,7 @@ def run_generation(ctx: Any, backend_for: Callable[[TaskSpec], Backend]) -> dict
         "estimated_cost_usd": summary["estimated_cost_usd"],
         "seconds": summary["seconds"],
         "teacher": backend.name,
+        "shortfall": summary.get("shortfall", ""),
         # The weak-teacher defence: the teacher's seed accuracy and where row labels came from.
         **job.label_choice().result_fields(),
     }

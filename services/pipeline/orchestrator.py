@@ -218,7 +218,11 @@ class DistillationRunner:
         result = self._run_stage("generate", generation_request(self.spec, self.settings, self.inputs))
         summary = {k: result.get(k) for k in ("generated", "rejected_count", "prompt_tokens", "completion_tokens",
                                               "estimated_cost_usd", "seconds", "teacher", "teacher_seed_accuracy",
-                                              "teacher_seed_count", "label_source", "label_source_reason")}
+                                              "teacher_seed_count", "label_source", "label_source_reason",
+                                              "shortfall")}
+        if summary.get("shortfall"):
+            self._warn(f"generation ended short: {summary['shortfall']}; the student trains on the rows there "
+                       "are and the seeds")
         if summary.get("label_source") == "target":
             self._warn(f"the teacher labelled the seeds with accuracy {float(summary.get('teacher_seed_accuracy') or 0):.2f} "
                        f"(leave-one-out, {summary.get('teacher_seed_count')} seeds): generated rows keep the label they "

@@ -31,7 +31,7 @@ class StartGenerationRequest(_message.Message):
     def __init__(self, task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., seeds: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., context: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., target_count: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., random_seed: _Optional[int] = ..., output_prefix: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GenerationResult(_message.Message):
-    __slots__ = ("examples", "rejected", "generated", "rejected_count", "prompt_tokens", "completion_tokens", "estimated_cost_usd", "seconds", "teacher", "teacher_seed_accuracy", "teacher_seed_count", "teacher_seed_label_accuracy", "teacher_trust_accuracy", "label_source", "label_source_reason")
+    __slots__ = ("examples", "rejected", "generated", "rejected_count", "prompt_tokens", "completion_tokens", "estimated_cost_usd", "seconds", "teacher", "teacher_seed_accuracy", "teacher_seed_count", "teacher_seed_label_accuracy", "teacher_trust_accuracy", "label_source", "label_source_reason", "shortfall")
     class TeacherSeedLabelAccuracyEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,7 @@ class GenerationResult(_message.Message):
     TEACHER_TRUST_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     LABEL_SOURCE_FIELD_NUMBER: _ClassVar[int]
     LABEL_SOURCE_REASON_FIELD_NUMBER: _ClassVar[int]
+    SHORTFALL_FIELD_NUMBER: _ClassVar[int]
     examples: _common_pb2.ArtifactRef
     rejected: _common_pb2.ArtifactRef
     generated: int
@@ -69,7 +70,8 @@ class GenerationResult(_message.Message):
     teacher_trust_accuracy: float
     label_source: str
     label_source_reason: str
-    def __init__(self, examples: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., rejected: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., generated: _Optional[int] = ..., rejected_count: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., estimated_cost_usd: _Optional[float] = ..., seconds: _Optional[float] = ..., teacher: _Optional[str] = ..., teacher_seed_accuracy: _Optional[float] = ..., teacher_seed_count: _Optional[int] = ..., teacher_seed_label_accuracy: _Optional[_Mapping[str, float]] = ..., teacher_trust_accuracy: _Optional[float] = ..., label_source: _Optional[str] = ..., label_source_reason: _Optional[str] = ...) -> None: ...
+    shortfall: str
+    def __init__(self, examples: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., rejected: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., generated: _Optional[int] = ..., rejected_count: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., estimated_cost_usd: _Optional[float] = ..., seconds: _Optional[float] = ..., teacher: _Optional[str] = ..., teacher_seed_accuracy: _Optional[float] = ..., teacher_seed_count: _Optional[int] = ..., teacher_seed_label_accuracy: _Optional[_Mapping[str, float]] = ..., teacher_trust_accuracy: _Optional[float] = ..., label_source: _Optional[str] = ..., label_source_reason: _Optional[str] = ..., shortfall: _Optional[str] = ...) -> None: ...
 
 class OutputConstraint(_message.Message):
     __slots__ = ("choice", "json_schema", "regex")
