@@ -79,7 +79,7 @@ def main() -> None:
             rows = read_split(split, stem)
             rng.shuffle(rows)
             kept = 0
-            for number, row in enumerate(rows):
+            for row in rows:
                 text = question_input(row)
                 if text.lower() in seen or len(row["question"].split()) < 4:
                     continue
