@@ -234,7 +234,9 @@ class DistillationRunner:
                    "seeds": artifact_request(self.inputs["seeds"]), "test": artifact_request(self.inputs["test"]),
                    "config": struct_request(self.settings.get("validation", {}))}
         result = self._run_stage("validate", request)
-        summary = {k: result.get(k) for k in ("read", "accepted_count", "rejected_count", "rejected_by_reason")}
+        # Counts default to 0: proto3 leaves a zero out of the result (0 rows rejected is a count too).
+        summary: dict[str, Any] = {k: int(result.get(k) or 0) for k in ("read", "accepted_count", "rejected_count")}
+        summary["rejected_by_reason"] = result.get("rejected_by_reason") or {}
         summary["rows_per_label"] = self._rows_per_label(result.get("report"))
         self._check_label_coverage(summary["rows_per_label"])
         self._finish("validate", {k: result.get(k) for k in ("accepted", "rejected", "report")}, summary)
