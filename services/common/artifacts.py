@@ -7,7 +7,8 @@ Backed by fsspec, so ``file:///...`` (the embedded default, a PersistentVolume o
 Guarantees:
 - writes are atomic: bytes go to a temporary name next to the target and are renamed into place,
   so a reader never sees a half-written artifact;
-- every artifact's sha256 is recorded when written and verified when read;
+- every artifact's sha256 is recorded when written and verified when read (a directory's
+  MANIFEST.json lists every file's sha256; each is checked when the directory is read);
 - every URI is confined to the store root: ``../`` or a path elsewhere is refused.
 """
 
@@ -94,6 +95,8 @@ class ArtifactStore:
         if self.is_local:
             Path(self.root).mkdir(parents=True, exist_ok=True)
         self.cache_dir = cache_dir or Path(tempfile.gettempdir()) / "distillery-artifact-cache"
+        # Directories this process has hashed in full (see verify_dir).
+        self._verified_dirs: set[tuple[object, ...]] = set()
 
     # ----- naming and confinement -------------------------------------------------------------
     def key_of(self, uri_or_key: str) -> str:
@@ -250,19 +253,36 @@ class ArtifactStore:
                     raise DataLoss(f"artifact {uri} is corrupt: sha256 {actual[:12]}… != recorded {sha[:12]}…")
         return local
 
-    @staticmethod
-    def verify_dir(local: Path, sha: str, uri: str) -> None:
+    def verify_dir(self, local: Path, sha: str, uri: str) -> None:
+        """A sealed directory is whole: its MANIFEST.json matches ``sha`` (when the reference
+        carries one) and every file it lists has the recorded size and sha256.
+
+        Hashing a 500 MB checkpoint costs about a second, so a directory verified once is not
+        re-hashed by this process while its files keep the same inode, size and mtime (store
+        artifacts are sealed and never rewritten in place)."""
         manifest_path = local / MANIFEST
         if not manifest_path.is_file():
             raise DataLoss(f"artifact directory {uri} has no {MANIFEST}: it was never completely written")
         manifest_bytes = manifest_path.read_bytes()
-        if sha and hashlib.sha256(manifest_bytes).hexdigest() != sha:
+        manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
+        if sha and manifest_sha != sha:
             raise DataLoss(f"artifact directory {uri}: {MANIFEST} does not match the recorded sha256")
-        manifest = json.loads(manifest_bytes)
-        for rel, entry in manifest["files"].items():
+        files = json.loads(manifest_bytes)["files"]
+        stats: list[tuple[str, int, int, int]] = []
+        for rel, entry in sorted(files.items()):
             path = local / rel
             if not path.is_file() or path.stat().st_size != int(entry["size"]):
                 raise DataLoss(f"artifact directory {uri}: file {rel} is missing or has the wrong size")
+            st = path.stat()
+            stats.append((rel, st.st_ino, st.st_size, st.st_mtime_ns))
+        fingerprint = (str(local.resolve()), manifest_sha, tuple(stats))
+        if fingerprint in self._verified_dirs:
+            return
+        for rel, entry in files.items():
+            recorded = str(entry.get("sha256") or "")
+            if recorded and sha256_file(local / rel) != recorded:
+                raise DataLoss(f"artifact directory {uri}: file {rel} is corrupt (sha256 differs from {MANIFEST})")
+        self._verified_dirs.add(fingerprint)
 
     def describe(self, uri_or_key: str) -> Artifact:
         """An Artifact for something already in the store (sha256 computed now)."""

@@ -41,14 +41,15 @@ from typing import Any, Literal
 
 from services.common.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound, UnsafeModelError
 
+# Pickle weights (loading one can run arbitrary code): one list, beside the refusal every reference uses.
+from services.common.references import PICKLE_SUFFIXES, refuse_pickle_weights
+
 # Bump when the conversion recipe changes (weights layout, tokenizer, configs): cached checkpoints
 # made by an older recipe are then rebuilt instead of being served stale.
 RECIPE_VERSION = 2
 MANIFEST = "MANIFEST.json"
 CACHE_ENV = "DISTILLERY_MODEL_CACHE"
 
-# Weight files that are Python pickles: loading one can execute arbitrary code.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 Kind = Literal["gguf-package", "hub"]
 Role = Literal["student", "teacher"]
@@ -181,12 +182,20 @@ def catalog_names() -> list[str]:
     return [e.name for e in CATALOG]
 
 
-def get_entry(name: str) -> CatalogEntry:
+def find_entry(name: str) -> CatalogEntry | None:
     """The entry for a catalog name, or for a hub id that the catalog lists (case-insensitive)."""
     wanted = name.strip().lower()
     for entry in CATALOG:
         if wanted in (entry.name, entry.hub_id.lower()):
             return entry
+    return None
+
+
+def get_entry(name: str) -> CatalogEntry:
+    """Like :func:`find_entry`, but an unknown name is NotFound (listing the catalog)."""
+    entry = find_entry(name)
+    if entry is not None:
+        return entry
     raise NotFound(
         f"{name!r} is not a local directory nor a catalog model; catalog names: {', '.join(catalog_names())}"
     )
@@ -240,25 +249,22 @@ def resolve_model(
                 f"catalog names: {', '.join(catalog_names())}"
             ) from None
         raise
+    return resolve_entry(entry, cache, verify=verify, hf_cache_dir=hf_cache_dir)
+
+
+def resolve_entry(entry: CatalogEntry, cache_dir: Path, *, verify: bool = False,
+                  hf_cache_dir: Path | None = None) -> Path:
+    """The local checkpoint of a catalog entry: materialized into ``cache_dir`` (packaged GGUF)
+    or found in the local Hugging Face cache (hub entries); never downloaded."""
     if entry.kind == "gguf-package":
-        return materialize(entry, cache, verify=verify)
+        return materialize(entry, Path(cache_dir).absolute(), verify=verify)
     return resolve_hub_entry(entry, hf_cache_dir)
 
 
 def check_local_checkpoint(directory: Path) -> Path:
     """``directory`` if it holds safetensors weights; refuse pickle-only checkpoints, never load them."""
-    names = [p.name for p in directory.iterdir() if p.is_file()]
-    if any(n.endswith(".safetensors") for n in names):
-        return directory
-    pickles = sorted(n for n in names if n.endswith(PICKLE_SUFFIXES))
-    if pickles:
-        raise UnsafeModelError(
-            f"{directory} holds only pickle weights ({', '.join(pickles)}), which can run arbitrary code "
-            "when loaded, so Distillery refuses them. Convert the checkpoint to safetensors in a trusted, "
-            "isolated environment (model.save_pretrained(dir, safe_serialization=True)) and point at "
-            "that directory."
-        )
-    raise NotFound(f"{directory} holds no model weights (*.safetensors); is it the checkpoint directory?")
+    refuse_pickle_weights(directory, "checkpoint", "model directory")
+    return directory
 
 
 def resolve_hub_entry(entry: CatalogEntry, hf_cache_dir: Path | None = None) -> Path:

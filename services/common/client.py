@@ -17,7 +17,7 @@ from google.protobuf import duration_pb2
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.config import DEFAULT_MAX_MESSAGE_BYTES
+from services.common.config import DEFAULT_MAX_MESSAGE_BYTES, ClientSecurity
 
 M = TypeVar("M", bound=Message)
 
@@ -51,11 +51,24 @@ class _CallDetails(grpc.ClientCallDetails):
 
 
 def open_channel(address: str, token: str | None = None, tls_ca: Path | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> grpc.Channel:
-    options = [("grpc.max_receive_message_length", max_message_bytes),
-               ("grpc.max_send_message_length", max_message_bytes)]
-    if tls_ca is not None:
-        channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(Path(tls_ca).read_bytes()), options)
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *,
+                 security: ClientSecurity | None = None) -> grpc.Channel:
+    """A channel to one of the platform's servers. ``security`` (the usual way: the service's
+    ``config.client_security`` or ``ClientSecurity.from_env()``) carries token and TLS; ``token``
+    and ``tls_ca`` are the same for callers that hold them separately."""
+    security = security or ClientSecurity(token=token, ca=Path(tls_ca) if tls_ca else None)
+    token = security.token
+    options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", max_message_bytes),
+                                      ("grpc.max_send_message_length", max_message_bytes)]
+    if security.tls:
+        assert security.ca is not None
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=security.ca.read_bytes(),
+            private_key=security.client_key.read_bytes() if security.client_key else None,
+            certificate_chain=security.client_cert.read_bytes() if security.client_cert else None)
+        if security.server_name:
+            options.append(("grpc.ssl_target_name_override", security.server_name))
+        channel = grpc.secure_channel(address, credentials, options)
     else:
         channel = grpc.insecure_channel(address, options)
     if token:

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from google.protobuf.message import Message
 
@@ -17,6 +18,7 @@ from services.common.jobs import JobRunner
 from services.common.logs import configure_logging
 from services.common.operations import OperationStore, open_operation_store
 from services.common.operations_servicer import operations_registrations
+from services.common.references import ModelReferences
 from services.common.server import DistilleryServer, ServiceRegistration
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,12 @@ class ServiceContext:
     store: ArtifactStore
     ops: OperationStore
     runner: JobRunner
+
+    @property
+    def references(self) -> ModelReferences:
+        """The resolver every model/artifact reference of a request goes through."""
+        return ModelReferences(self.store, Path(self.config.model_cache or self.config.home / "models"),
+                               self.config.model_roots)
 
 
 def build_context(config: ServiceConfig, max_concurrent_jobs: int = 1) -> ServiceContext:

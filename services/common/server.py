@@ -176,7 +176,10 @@ class DistilleryServer:
         self.service_names = names
         reflection.enable_server_reflection(names, self.server)
         if config.tls_cert and config.tls_key:
-            creds = grpc.ssl_server_credentials([(config.tls_key.read_bytes(), config.tls_cert.read_bytes())])
+            client_ca = config.client_security.ca if config.tls_require_client_cert else None
+            creds = grpc.ssl_server_credentials([(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+                                                root_certificates=client_ca.read_bytes() if client_ca else None,
+                                                require_client_auth=client_ca is not None)
             self.port = self.server.add_secure_port(config.address, creds)
         else:
             self.port = self.server.add_insecure_port(config.address)

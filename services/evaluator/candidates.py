@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.common.artifacts import ArtifactStore
 from services.common.budget import answers_to_fit, budget_for
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.references import Kind, ModelReferences
 from services.common.student_format import parse_answer, render_prompt
 from services.common.taskspec import Example, TaskSpec
 
@@ -156,28 +156,13 @@ class Candidate(ABC):
 
 
 # ----- models ---------------------------------------------------------------------------------
-ModelResolver = Callable[[str], Path]
+# ``(reference, field name for errors, kind)`` → a local directory: ModelReferences.resolve, which
+# confines paths to the store, the model cache and DISTILLERY_MODEL_ROOTS and refuses pickles.
+ModelResolver = Callable[[str, str, Kind], Path]
 
 
-def model_resolver(store: ArtifactStore, model_cache: Path) -> ModelResolver:
-    """A model reference → a local directory: an existing directory, an artifact URI in the
-    store, or a catalog name (``services.common.catalog``)."""
-
-    def resolve(ref: str) -> Path:
-        if not ref:
-            raise InvalidArgument("candidate has no model: set candidate.model.uri")
-        if "://" in ref:
-            return store.local_path(ref)
-        if Path(ref).is_dir():
-            return Path(ref)
-        try:
-            from services.common.catalog import resolve_model
-        except ImportError:
-            raise FailedPrecondition(f"model {ref!r} is not a directory and the model catalog is not available "
-                                     "in this build") from None
-        return Path(resolve_model(ref, model_cache))
-
-    return resolve
+def model_resolver(references: ModelReferences) -> ModelResolver:
+    return references.resolve
 
 
 def _torch_threads() -> int:
@@ -234,15 +219,16 @@ class HFStudentCandidate(Candidate):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from services.serving.runtime import LabelTrie, eos_token_ids, label_sequences
+        from services.common.decoding import LabelTrie, eos_token_ids, label_sequences
 
         threads = _torch_threads()
         if threads:
             self._threads_before = torch.get_num_threads()
             torch.set_num_threads(threads)
-        path = self._resolve(self.spec.model_uri)
+        path = self._resolve(self.spec.model_uri, f"candidate {self.name}: model.uri", "directory")
         is_adapter = self.spec.model_format == "MODEL_FORMAT_PEFT_ADAPTER" or (path / "adapter_config.json").exists()
-        base_path = self._resolve(self.spec.model_base) if is_adapter and self.spec.model_base else path
+        base_path = (self._resolve(self.spec.model_base, f"candidate {self.name}: model.base", "checkpoint")
+                     if is_adapter and self.spec.model_base else path)
         if is_adapter and base_path == path:
             raise InvalidArgument(f"candidate {self.name}: {path} is a LoRA adapter; set candidate.model.base")
         if not list(base_path.glob("*.safetensors")):
@@ -308,7 +294,7 @@ class HFStudentCandidate(Candidate):
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        from services.serving.runtime import json_complete
+        from services.common.decoding import json_complete
 
         tokenizer = self.tokenizer
         start = time.perf_counter()
@@ -368,10 +354,10 @@ class OnnxStudentCandidate(Candidate):
 
     def load(self) -> None:
         try:
-            from services.serving.runtime import OnnxGenerator
+            from services.common.decoding import OnnxGenerator
         except ImportError:
             raise FailedPrecondition("ONNX runtime not available in this build") from None
-        path = self._resolve(self.spec.model_uri)
+        path = self._resolve(self.spec.model_uri, f"candidate {self.name}: model.uri", "directory")
         self.generator = OnnxGenerator.from_dir(path, self.task)
         self.max_new_tokens = self.answer_budget(self.generator.tokenizer)
 

@@ -10,15 +10,16 @@ import grpc
 from distillery.v1 import common_pb2, generator_pb2, generator_pb2_grpc
 
 from services.common.client import open_channel
+from services.common.config import ClientSecurity
 from services.common.convert import artifact_to_proto, struct_from, task_to_proto
 from services.common.errors import FailedPrecondition, InvalidArgument, Unavailable
 from services.common.taskspec import Example, TaskSpec
 
 
 class GeneratorClient:
-    def __init__(self, address: str, token: str | None = None) -> None:
+    def __init__(self, address: str, security: ClientSecurity | None = None) -> None:
         self.address = address
-        self.channel = open_channel(address, token)
+        self.channel = open_channel(address, security=security)
         self.stub = generator_pb2_grpc.GeneratorServiceStub(self.channel)
 
     def _call(self, method: str, request: Any, timeout: float) -> Any:

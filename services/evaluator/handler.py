@@ -33,6 +33,7 @@ from services.common.errors import (
 )
 from services.common.jobs import OperationContext
 from services.common.jsonl import JsonlAppender, iter_jsonl, read_jsonl, write_jsonl_atomic
+from services.common.references import ModelReferences
 from services.common.taskspec import Example, OutputError, TaskSpec, canonical_json, check_output
 from services.evaluator import bootstrap
 from services.evaluator import report as report_mod
@@ -430,13 +431,14 @@ def make_handler(config: ServiceConfig, client_factory: Callable[[str], Any] | N
         def client_factory(address: str) -> Any:
             from services.evaluator.generator_client import GeneratorClient
 
-            return GeneratorClient(address, config.auth_token)
+            return GeneratorClient(address, config.client_security)
 
     def handle(ctx: OperationContext) -> dict[str, Any]:
         job = parse_request(ctx.request)
-        test_path = ctx.store.local_path(job.test)
+        test_path = ctx.store.local_path(job.test)  # a store artifact only, verified
         examples = load_test_examples(test_path, job.task, job.options.max_examples)
-        resolve = model_resolver(ctx.store, Path(config.model_cache or config.home / "models"))
+        resolve = model_resolver(ModelReferences(ctx.store, Path(config.model_cache or config.home / "models"),
+                                                 config.model_roots))
         generator = config.peers.get("generator", "")
         answers = seed_outputs(ctx.store.local_path(job.seeds) if job.seeds is not None else None)
 

@@ -24,7 +24,12 @@ class EvaluatorServicer(evaluator_pb2_grpc.EvaluatorServiceServicer):
 
     def StartEvaluation(self, request: evaluator_pb2.StartEvaluationRequest, context: grpc.ServicerContext) -> Any:
         payload = message_to_dict(request)
-        parse_request(payload)  # INVALID_ARGUMENT now, not minutes later in a failed operation
+        job = parse_request(payload)  # INVALID_ARGUMENT now, not minutes later in a failed operation
+        for index, candidate in enumerate(job.candidates):
+            for field_name, ref, kind in (("model.uri", candidate.model_uri, "directory"),
+                                          ("model.base", candidate.model_base, "checkpoint")):
+                if ref:  # paths outside the allowed roots: PERMISSION_DENIED before anything is queued
+                    self.ctx.references.check(ref, f"candidates[{index}] ({candidate.name}): {field_name}", kind)
         record = self.ctx.runner.submit(KIND, payload, request.request_id or None)
         return record_to_operation(record, RESULT_TYPES)
 

@@ -16,8 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def build(ctx: ServiceContext) -> list[ServiceRegistration]:
-    assert ctx.config.model_cache is not None
-    teachers = TeacherPool(ctx.config.home, ctx.config.model_cache)
+    teachers = TeacherPool(ctx.config.home, ctx.references)
     ctx.runner.register("generation", lambda op: run_generation(op, teachers.for_task))
     if os.environ.get("DISTILLERY_GENERATOR_WARMUP", "0") == "1":
         # Start the default engine now, in the background, so the first request does not wait.

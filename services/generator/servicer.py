@@ -20,7 +20,7 @@ from services.generator.backend import CompletionRequest, Constraint, PromptInpu
 from services.generator.inputs import check_task, examples_from_request, load_seeds
 from services.generator.labeling import label_examples
 from services.generator.settings import GenerationSettings
-from services.generator.teachers import TeacherPool
+from services.generator.teachers import TeacherPool, default_teacher
 
 RESULT_TYPES = {"generation": generator_pb2.GenerationResult}
 MAX_PROMPTS = 4096
@@ -76,6 +76,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         check_task(spec)
         data = message_to_dict(request)
         GenerationSettings.resolve(data, spec)
+        self.teachers.check(spec.teacher or default_teacher(), spec.section("generation"))
         if not request.seeds.uri:
             raise InvalidArgument("seeds is missing: give the ArtifactRef of seeds.jsonl")
         if not self.store.exists(request.seeds.uri):

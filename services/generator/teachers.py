@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.errors import InvalidArgument
+from services.common.references import ModelReferences
 from services.common.taskspec import DEFAULT_TEACHER, TaskSpec
 from services.generator.backend import Backend
 
@@ -33,17 +34,19 @@ def backend_kind(teacher: str, settings: dict[str, Any]) -> str:
 
 
 def resolve_local_model(teacher: str, cache_dir: Path) -> Path:
-    """A checkpoint directory for a catalog name or a local path (safetensors only)."""
+    """A checkpoint directory for a catalog name or a local path (safetensors only). For the
+    user's own processes (benchmarks); the service resolves through ModelReferences."""
     from services.common.catalog import resolve_model
 
     return Path(resolve_model(teacher, cache_dir))
 
 
 class TeacherPool:
-    def __init__(self, home: Path, model_cache: Path,
+    def __init__(self, home: Path, references: ModelReferences,
                  factories: dict[str, Callable[[str, dict[str, Any]], Backend]] | None = None) -> None:
         self.home = home
-        self.model_cache = model_cache
+        # A local teacher is a catalog name, a store URI or a path under the allowed roots.
+        self.references = references
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
         self._factories = factories or {"vllm": self._vllm, "openai": self._openai}
@@ -51,7 +54,7 @@ class TeacherPool:
     def _vllm(self, teacher: str, settings: dict[str, Any]) -> Backend:
         from services.generator.vllm_backend import VllmBackend
 
-        path = resolve_local_model(teacher, self.model_cache)
+        path = self.references.resolve(teacher, "teacher", "checkpoint")
         return VllmBackend(path, name=teacher, home=self.home,
                            max_model_len=int(settings["max_model_len"]) if settings.get("max_model_len") else None)
 
@@ -59,6 +62,11 @@ class TeacherPool:
         from services.generator.openai_backend import OpenAIBackend, OpenAIConfig
 
         return OpenAIBackend(OpenAIConfig.from_ref(teacher if teacher.startswith("openai:") else "openai:", settings))
+
+    def check(self, teacher: str, settings: dict[str, Any]) -> None:
+        """Refuse a local teacher outside the allowed roots at the RPC edge, before queuing."""
+        if backend_kind(teacher, settings) == "vllm":
+            self.references.check(teacher, "teacher", "checkpoint")
 
     def get(self, teacher: str, settings: dict[str, Any] | None = None) -> Backend:
         settings = dict(settings or {})

@@ -12,7 +12,7 @@ from services.pipeline.workers import GrpcWorkers
 
 
 def build(ctx: ServiceContext) -> list[ServiceRegistration]:
-    workers = GrpcWorkers(ctx.config.peers, token=ctx.config.auth_token)
+    workers = GrpcWorkers(ctx.config.peers, ctx.config.client_security)
     make_handlers(ctx.runner, workers)
     servicer = PipelineServicer(ctx.runner)
     return [ServiceRegistration(pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name,

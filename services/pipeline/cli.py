@@ -19,11 +19,12 @@ from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc, serving_pb2, serving_
 
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.client import OperationsClient, open_channel, operation_metadata
-from services.common.config import DEFAULT_PORTS, default_home
+from services.common.config import DEFAULT_PORTS, ClientSecurity, default_home
 from services.common.convert import artifact_to_proto, struct_from, task_to_proto
 from services.common.errors import DistilleryError
 from services.common.jsonl import dumps
 from services.common.taskspec import TASK_TYPES, TaskBundle, load_task
+from services.pipeline.local_security import client_env
 from services.pipeline.processes import REPO, LocalCluster
 from services.pipeline.stages import STAGES
 
@@ -44,8 +45,13 @@ def _address(service: str) -> str:
     return os.environ.get(f"DISTILLERY_{service.upper()}_ADDR", f"127.0.0.1:{DEFAULT_PORTS[service]}")
 
 
+def _security() -> ClientSecurity:
+    """Token and TLS from the environment, else from ``distillery up --secure`` on this home."""
+    return ClientSecurity.from_env(client_env(_home(), dict(os.environ)))
+
+
 def _channel(service: str) -> grpc.Channel:
-    return open_channel(_address(service), token=os.environ.get("DISTILLERY_AUTH_TOKEN"))
+    return open_channel(_address(service), security=_security())
 
 
 def _store() -> ArtifactStore:
@@ -125,8 +131,12 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    LocalCluster(_home()).up(timeout=args.timeout)
+    cluster = LocalCluster(_home(), secure=args.secure)
+    cluster.up(timeout=args.timeout)
     print(f"all services are up; logs in {_home() / 'logs'}")
+    if cluster.security.tls:
+        print(f"mutual TLS and a bearer token are on; other clients use {_home() / 'tls'} "
+              "(ca.pem, client.pem, client.key; the token is in client.env)")
 
 
 def cmd_down(args: argparse.Namespace) -> None:
@@ -342,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_init)
     p = sub.add_parser("up", help="start every service as a local process")
     p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--secure", action="store_true",
+                   help="mutual TLS and a bearer token on every service (certificates made under <home>/tls)")
     p.set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the local services").set_defaults(func=cmd_down)
     sub.add_parser("status", help="health of every service").set_defaults(func=cmd_status)

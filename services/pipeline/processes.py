@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.client import health_status, open_channel
-from services.common.config import DEFAULT_PORTS, SERVICES
+from services.common.config import DEFAULT_PORTS, SERVICES, ClientSecurity
 from services.common.errors import FailedPrecondition, Unavailable
+from services.pipeline.local_security import SECURE_FILE, ensure_local_security
 
 REPO = Path(__file__).resolve().parents[2]
 # The generator runs in the vLLM environment; every other service in the core environment.
@@ -44,11 +45,18 @@ def interpreter(service: str) -> Path:
 
 
 class LocalCluster:
-    def __init__(self, home: Path, base_env: dict[str, str] | None = None) -> None:
+    """The six services as local processes on one home. ``secure=True`` (``distillery up
+    --secure``) starts them with mutual TLS and a bearer token (services.pipeline.local_security);
+    a home that was started secure once stays secure."""
+
+    def __init__(self, home: Path, base_env: dict[str, str] | None = None, secure: bool = False) -> None:
         self.home = home
         self.run_dir = home / "run"
         self.log_dir = home / "logs"
         self.base_env = dict(os.environ if base_env is None else base_env)
+        if secure or (home / "tls" / SECURE_FILE).is_file():
+            self.base_env.update(ensure_local_security(home))
+        self.security = ClientSecurity.from_env(self.base_env)
 
     def env_for(self, service: str) -> dict[str, str]:
         env = dict(self.base_env)
@@ -77,12 +85,11 @@ class LocalCluster:
         return pid
 
     def status(self) -> list[ServiceProcess]:
-        token = self.base_env.get("DISTILLERY_AUTH_TOKEN")
         result = []
         for service in START_ORDER:
             address = self.address(service)
             result.append(ServiceProcess(service, self._pid(service), address, self.log_dir / f"{service}.log",
-                                         health_status(open_channel(address, token=token), timeout=1.0)))
+                                         health_status(open_channel(address, security=self.security), timeout=1.0)))
         return result
 
     def up(self, services: tuple[str, ...] = START_ORDER, timeout: float = 300.0, on_event=print) -> None:
@@ -100,10 +107,9 @@ class LocalCluster:
             (self.run_dir / f"{service}.pid").write_text(str(process.pid))
             started.append((service, process))
             on_event(f"{service}: starting (pid {process.pid}, log {self.log_dir / (service + '.log')})")
-        token = self.base_env.get("DISTILLERY_AUTH_TOKEN")
         deadline = time.time() + timeout
         for service, process in started:
-            channel = open_channel(self.address(service), token=token)
+            channel = open_channel(self.address(service), security=self.security)
             while health_status(channel, timeout=1.0) != "SERVING":
                 if process.poll() is not None:
                     tail = (self.log_dir / f"{service}.log").read_text(errors="replace").splitlines()[-15:]

@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 
 from services.common.artifacts import Artifact
 from services.common.client import OperationsClient, open_channel, operation_metadata
+from services.common.config import ClientSecurity
 from services.common.convert import artifact_to_proto, message_to_dict, struct_from, task_to_proto
 from services.common.errors import Cancelled, FailedPrecondition, Unavailable
 from services.common.taskspec import TaskSpec
@@ -66,15 +67,16 @@ _START_RPCS: dict[str, _Rpc] = {
 class GrpcWorkers:
     """Starts worker operations over gRPC and follows them to the end."""
 
-    def __init__(self, peers: dict[str, str], token: str | None = None, poll_seconds: float = 1.0) -> None:
+    def __init__(self, peers: dict[str, str], security: ClientSecurity | None = None,
+                 poll_seconds: float = 1.0) -> None:
         self.peers = peers
-        self.token = token
+        self.security = security or ClientSecurity()
         self.poll_seconds = poll_seconds
         self._channels: dict[str, grpc.Channel] = {}
 
     def channel(self, service: str) -> grpc.Channel:
         if service not in self._channels:
-            self._channels[service] = open_channel(self.peers[service], token=self.token)
+            self._channels[service] = open_channel(self.peers[service], security=self.security)
         return self._channels[service]
 
     def run(self, stage: str, service: str, request: dict[str, Any], on_progress: ProgressFn,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Any
 
-from services.common.errors import Unavailable
+from services.common.errors import ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +19,22 @@ log = logging.getLogger(__name__)
 class DynamicBatcher:
     """Collects submitted items into batches of at most ``max_batch`` items, waiting at most
     ``max_wait_ms`` after the first one, and runs ``run_batch(items) -> results`` (one result per
-    item, same order) on one worker thread. Items with different ``key(item)`` never share a batch."""
+    item, same order) on one worker thread. Items with different ``key(item)`` never share a batch.
+
+    The queue is bounded by ``max_queue`` waiting items: past it ``submit`` raises
+    ResourceExhausted at once (RESOURCE_EXHAUSTED on gRPC, 429 on HTTP) instead of letting latency
+    and memory grow without limit under overload; clients back off and retry."""
 
     def __init__(self, run_batch: Callable[[list[Any]], list[Any]], max_batch: int = 8, max_wait_ms: float = 5.0,
                  key: Callable[[Any], Hashable] = lambda item: item[-1] if isinstance(item, tuple) else None,
-                 name: str = "batcher") -> None:
+                 name: str = "batcher", max_queue: int = 256) -> None:
         self.run_batch, self.max_batch, self.max_wait = run_batch, max(1, max_batch), max_wait_ms / 1000.0
         self.key = key
-        self._queue: queue.Queue[tuple[Any, Future] | None] = queue.Queue()
+        self.name = name
+        self.max_queue = max(1, max_queue)
+        # One slot more than max_queue: close() always has room for its stop marker.
+        self._queue: queue.Queue[tuple[Any, Future] | None] = queue.Queue(self.max_queue + 1)
+        self._waiting = threading.Semaphore(self.max_queue)  # queued + running items
         self._closed = False
         self.batches = 0
         self.items = 0
@@ -38,6 +46,10 @@ class DynamicBatcher:
         if self._closed:
             future.set_exception(Unavailable("the model was unloaded while this request waited; retry"))
             return future
+        if not self._waiting.acquire(blocking=False):
+            raise ResourceExhausted(f"model {self.name}: {self.max_queue} requests are already queued or running; "
+                                    "retry after a short back-off (DISTILLERY_SERVING_MAX_QUEUE raises the limit)")
+        future.add_done_callback(lambda _: self._waiting.release())
         self._queue.put((item, future))
         return future
 

@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -86,11 +87,66 @@ class _BearerAuth:
         await self.app(scope, receive, send)
 
 
+class _BodyLimit:
+    """Refuses a body over ``limit`` bytes before holding it: at once from a Content-Length header
+    that says so, else while it streams in (chunked uploads), keeping at most ``limit`` bytes. A body
+    within the limit is replayed to the app unchanged."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any, size: str) -> None:
+        response = _error(413, f"request body is {size}; the limit is {self.limit} bytes", code="body_too_large")
+        await response(scope, receive, send)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                await (_error(400, "Content-Length is not an integer"))(scope, receive, send)
+                return
+            if length > self.limit:
+                await self._refuse(scope, receive, send, f"{length} bytes (Content-Length)")
+                return
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.limit:
+                await self._refuse(scope, receive, send, f"over {received} bytes and still coming")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 class HttpGateway:
     def __init__(self, repository: ModelRepository, host: str = "127.0.0.1", port: int = 8000,
-                 token: str | None = None) -> None:
+                 token: str | None = None, tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
         self.repository = repository
         self.token = token
+        # HTTPS with the gRPC server's certificate: bearer tokens never cross in clear.
+        self.tls_cert, self.tls_key = tls_cert, tls_key
         self.host, self.port = host, port
         self.app = Starlette(routes=[
             Route("/v1/models", self.models, methods=["GET"]),
@@ -98,6 +154,8 @@ class HttpGateway:
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
             Route("/health", self.health, methods=["GET"]),
         ])
+        # Outermost first: auth before anything is read, then the body limit.
+        self.app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
         self.app.add_middleware(_BearerAuth, token=token)
         self.server: Any = None
         self.thread: threading.Thread | None = None
@@ -108,7 +166,9 @@ class HttpGateway:
         import uvicorn
 
         config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=5)
+                                lifespan="off", timeout_graceful_shutdown=5,
+                                ssl_certfile=str(self.tls_cert) if self.tls_cert else None,
+                                ssl_keyfile=str(self.tls_key) if self.tls_key else None)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="http-gateway", daemon=True)
         self.thread.start()
@@ -119,7 +179,7 @@ class HttpGateway:
             raise OSError(f"HTTP gateway could not listen on {self.host}:{self.port}")
         if self.port == 0:
             self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        log.info("OpenAI-compatible HTTP on %s:%d", self.host, self.port)
+        log.info("OpenAI-compatible %s on %s:%d", "HTTPS" if self.tls_cert else "HTTP", self.host, self.port)
         return self
 
     def stop(self) -> None:
@@ -157,9 +217,7 @@ class HttpGateway:
     async def chat(self, request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            return _error(400, f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+        raw = await request.body()  # at most MAX_BODY_BYTES: _BodyLimit refused anything larger
         try:
             body = json.loads(raw)
             if not isinstance(body, dict):

@@ -42,9 +42,10 @@ def resolve_onnx_dir(path: Path, quantization: str) -> Path:
 
 
 class ModelRepository:
-    def __init__(self, state_file: Path | None = None, max_batch: int = 8, max_wait_ms: float = 5.0) -> None:
+    def __init__(self, state_file: Path | None = None, max_batch: int = 8, max_wait_ms: float = 5.0,
+                 max_queue: int = 256) -> None:
         self.state_file = state_file
-        self.max_batch, self.max_wait_ms = max_batch, max_wait_ms
+        self.max_batch, self.max_wait_ms, self.max_queue = max_batch, max_wait_ms, max_queue
         self._models: dict[tuple[str, str], ModelRuntime] = {}
         self._entries: dict[tuple[str, str], ModelEntry] = {}
         self._lock = threading.RLock()
@@ -59,7 +60,7 @@ class ModelRepository:
         if spec is None:
             raise InvalidArgument(f"no task given and no task.json in {path}; send the task with LoadModel")
         runtime = OnnxModelRuntime(name, version, onnx_dir, spec, quantization, self.max_batch, self.max_wait_ms,
-                                   uri=uri)
+                                   uri=uri, max_queue=self.max_queue)
         runtime.load()
         with self._lock:
             old = self._models.get((name, version))

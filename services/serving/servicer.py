@@ -7,9 +7,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import grpc
 from distillery.v1 import common_pb2, serving_pb2, serving_pb2_grpc
@@ -17,9 +15,10 @@ from inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 
 from services.common.artifacts import MANIFEST, Artifact
 from services.common.convert import TASK_TYPE_TO_PROTO, dict_to_message, message_to_dict, task_from_proto
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import InvalidArgument
 from services.common.jobs import OperationContext
 from services.common.operations_servicer import record_to_operation
+from services.common.references import ModelReferences
 from services.common.runtime import ServiceContext
 from services.common.server import ServiceRegistration
 from services.serving.bundle import VARIANT_DIRS
@@ -36,27 +35,6 @@ QUANT_TO_PROTO = {"none": serving_pb2.QUANTIZATION_NONE, "int8": serving_pb2.QUA
                   "int4": serving_pb2.QUANTIZATION_INT4}
 
 
-def resolve_path(uri: str, store: Any, model_cache: Path | None, what: str) -> Path:
-    """A model or bundle reference → a local directory: a local path, a file:// URI, a store URI,
-    or a catalog name (resolved through services.common.catalog)."""
-    if not uri:
-        raise InvalidArgument(f"{what}.uri is empty")
-    if uri.startswith("file://"):
-        local = Path(urlparse(uri).path)
-        if local.exists():
-            return local
-        raise NotFound(f"{what} {uri} does not exist")
-    if Path(uri).exists():
-        return Path(uri)
-    if "://" in uri:
-        return store.local_path(uri, verify=False)
-    try:
-        from services.common.catalog import resolve_model
-    except ImportError:
-        raise NotFound(f"{what} {uri!r} is not a path and the model catalog is unavailable") from None
-    return Path(resolve_model(uri, model_cache))
-
-
 class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
     def __init__(self, ctx: ServiceContext, repository: ModelRepository) -> None:
         self.ctx = ctx
@@ -67,6 +45,11 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
             raise InvalidArgument("model.uri is empty: give the merged checkpoint to export")
         if request.task.type == common_pb2.TASK_TYPE_UNSPECIFIED:
             raise InvalidArgument("task.type is missing; the export needs the task (prompt format, labels)")
+        self.ctx.references.check(request.model.uri, "model.uri")
+        if request.adapter.uri:
+            self.ctx.references.check(request.adapter.uri, "adapter.uri", "adapter")
+        if request.parity_inputs.uri:
+            self.ctx.references.check(request.parity_inputs.uri, "parity_inputs.uri", "file")
         record = self.ctx.runner.submit("export", message_to_dict(request), request.request_id or None)
         return record_to_operation(record, RESULT_TYPES)
 
@@ -74,7 +57,7 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
                   context: grpc.ServicerContext) -> serving_pb2.LoadModelResponse:
         if not request.name:
             raise InvalidArgument("name is empty")
-        path = resolve_path(request.bundle.uri, self.ctx.store, self.ctx.config.model_cache, "bundle")
+        path = self.ctx.references.resolve(request.bundle.uri, "bundle.uri", "directory")
         spec = task_from_proto(request.task) if request.task.type else None
         quantization = QUANT_FROM_PROTO[request.quantization]
         runtime = self.repository.load(request.name, path, request.version, quantization, spec, request.bundle.uri)
@@ -114,17 +97,20 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
         yield serving_pb2.PredictStreamResponse(finished=True)
 
 
-def export_handler(repository: ModelRepository, model_cache: Path | None):
+def export_handler(repository: ModelRepository, references: ModelReferences):
     def handle(op: OperationContext) -> dict[str, Any]:
         req = op.request
         spec = task_from_proto(dict_to_message(req.get("task") or {}, common_pb2.TaskSpec()))
-        checkpoint = resolve_path(str((req.get("model") or {}).get("uri", "")), op.store, model_cache, "model")
-        adapter_uri = str((req.get("adapter") or {}).get("uri", ""))
-        adapter = resolve_path(adapter_uri, op.store, model_cache, "adapter") if adapter_uri else None
+        checkpoint = references.resolve(Artifact.from_dict(req.get("model") or {"uri": ""}), "model.uri")
+        adapter_ref = req.get("adapter") or {}
+        adapter = references.resolve(Artifact.from_dict(adapter_ref), "adapter.uri", "adapter") \
+            if adapter_ref.get("uri") else None
         quantizations = [{"QUANTIZATION_INT8": "int8", "QUANTIZATION_INT4": "int4"}.get(str(q), "none")
                          for q in req.get("quantizations", [])]
         parity_ref = (req.get("parity_inputs") or {}).get("uri")
-        parity_inputs = load_parity_inputs(op.store.local_path(parity_ref, verify=False)) if parity_ref else None
+        parity_inputs = (load_parity_inputs(references.resolve(Artifact.from_dict(req["parity_inputs"]),
+                                                               "parity_inputs.uri", "file"))
+                         if parity_ref else None)
         name = str(req.get("model_name") or spec.name or "student")
         version = str(req.get("model_version") or "1")
 
@@ -182,17 +168,19 @@ def build(ctx: ServiceContext, http_port: int | None = None) -> list[ServiceRegi
 
     repository = ModelRepository(ctx.config.home / "serving" / "models.json",
                                  max_batch=int(os.environ.get("DISTILLERY_SERVING_MAX_BATCH", "8")),
-                                 max_wait_ms=float(os.environ.get("DISTILLERY_SERVING_BATCH_WAIT_MS", "5")))
+                                 max_wait_ms=float(os.environ.get("DISTILLERY_SERVING_BATCH_WAIT_MS", "5")),
+                                 max_queue=int(os.environ.get("DISTILLERY_SERVING_MAX_QUEUE", "256")))
     restored = repository.restore()
     if restored:
         log.info("reloaded models: %s", ", ".join(restored))
-    ctx.runner.register("export", export_handler(repository, ctx.config.model_cache))
+    ctx.runner.register("export", export_handler(repository, ctx.references))
     explicit = http_port is not None or bool(os.environ.get("DISTILLERY_HTTP_PORT"))
     port = http_port if http_port is not None else int(os.environ.get("DISTILLERY_HTTP_PORT") or "8000")
     gateway = None
     if port >= 0:
         try:
-            gateway = HttpGateway(repository, ctx.config.host, port, ctx.config.auth_token).start()
+            gateway = HttpGateway(repository, ctx.config.host, port, ctx.config.auth_token,
+                                  ctx.config.tls_cert, ctx.config.tls_key).start()
         except OSError as exc:
             if explicit:
                 raise

@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.convert import task_from_proto
 from services.common.errors import InvalidArgument
+from services.common.references import ModelReferences
 from services.common.taskspec import TaskSpec
 from services.trainer.config import TrainingConfig, merge_settings
 from services.trainer.data import load_examples
@@ -75,24 +76,14 @@ def student_ref(request: dict[str, Any], spec: TaskSpec) -> str:
     return str((request.get("student") or {}).get("uri") or spec.student)
 
 
-def resolve_student(ref: str, store: ArtifactStore, model_cache: Path | None) -> Path:
-    """A store URI (a merged checkpoint of an earlier run) or a catalog name / local directory."""
-    if ref.startswith(("file://", "s3://", "gs://")) and store.exists(ref):
-        return store.local_path(ref)
-    from services.common.catalog import resolve_model  # also checks local directories (no pickle weights)
-
-    return Path(resolve_model(ref, model_cache or Path.home() / ".cache" / "distillery" / "models"))
-
-
-def local_train_file(ref: Artifact, store: ArtifactStore, allow_local_paths: bool) -> Path:
+def local_train_file(ref: Artifact, references: ModelReferences, allow_local_paths: bool, what: str) -> Path:
+    """A training file: an artifact of the store (verified against its sha256). The command-line
+    runner (``run_job``, the user's own process) may also name a local file."""
     if allow_local_paths:
         candidate = Path(ref.uri[len("file://"):] if ref.uri.startswith("file://") else ref.uri)
-        if candidate.is_file():
-            try:
-                store.key_of(ref.uri)
-            except Exception:  # outside the store: a CLI user's own file
-                return candidate
-    return store.local_path(ref)
+        if candidate.is_file() and not references.store.holds(candidate):
+            return candidate
+    return references.resolve(ref, what, kind="file")
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,7 +120,7 @@ class ProgressCallbacks(Callbacks):
 # --------------------------------------------------------------------------------------------
 # the job
 # --------------------------------------------------------------------------------------------
-def run_training(ctx: JobContext, model_cache: Path | None, device: str = "auto",
+def run_training(ctx: JobContext, references: ModelReferences, device: str = "auto",
                  allow_local_paths: bool = False,
                  runtime_factory: Callable[[str, str], Runtime] = setup_runtime) -> dict[str, Any]:
     """Train, write adapter/merged/metrics into the store and return the TrainingResult dict.
@@ -144,11 +135,12 @@ def run_training(ctx: JobContext, model_cache: Path | None, device: str = "auto"
         config.device = device
     base_ref = student_ref(request, spec)
     ctx.progress(stage="loading", message=f"resolving student {base_ref}", force=True)
-    model_dir = resolve_student(base_ref, ctx.store, model_cache)
+    model_dir = references.resolve(base_ref, "student.uri", kind="checkpoint")
     seeds_art = seeds_ref(request)
-    seeds = load_examples(local_train_file(seeds_art, ctx.store, allow_local_paths)) if seeds_art else []
+    seeds = (load_examples(local_train_file(seeds_art, references, allow_local_paths, "seeds.uri"))
+             if seeds_art else [])
     # With seeds in the mix an empty accepted.jsonl still trains a student (on the seeds alone).
-    examples = load_examples(local_train_file(train_ref(request), ctx.store, allow_local_paths),
+    examples = load_examples(local_train_file(train_ref(request), references, allow_local_paths, "train.uri"),
                              allow_empty=bool(seeds))
 
     runtime = runtime_factory(config.device, config.dtype)
@@ -199,12 +191,12 @@ def run_training(ctx: JobContext, model_cache: Path | None, device: str = "auto"
     return result
 
 
-def make_handler(model_cache: Path | None, device: str = "auto") -> Callable[[Any], dict[str, Any]]:
+def make_handler(references: ModelReferences, device: str = "auto") -> Callable[[Any], dict[str, Any]]:
     """The JobRunner handler of "train" operations."""
 
     def handle_training(ctx: Any) -> dict[str, Any]:
         try:
-            return run_training(ctx, model_cache, device)
+            return run_training(ctx, references, device)
         finally:
             release_memory()  # the run's model and activations are garbage now: return them
 

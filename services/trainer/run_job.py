@@ -29,6 +29,7 @@ from services.common.artifacts import ArtifactStore
 from services.common.config import ServiceConfig
 from services.common.convert import message_to_dict
 from services.common.errors import Cancelled, DistilleryError, InvalidArgument
+from services.common.references import ModelReferences
 from services.trainer.devices import launcher_env
 from services.trainer.handler import RESULT_FILE, run_training
 
@@ -101,8 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         store = ArtifactStore(store_url, cache_dir=args.out / "cache")
         ctx = CliContext(request, args.out, store, rank)
         signal.signal(signal.SIGTERM, lambda *_: ctx.stop.set())
-        result = run_training(ctx, args.model_cache or config.model_cache, config.device,
-                              allow_local_paths=not args.store_only)
+        # The command line is the user's own process: any local model directory may be named
+        # unless --store-only asks for the service's confinement.
+        roots = config.model_roots if args.store_only else (Path("/"),)
+        references = ModelReferences(store, Path(args.model_cache or config.model_cache or config.home / "models"),
+                                     roots)
+        result = run_training(ctx, references, config.device, allow_local_paths=not args.store_only)
     except Cancelled as exc:
         log.warning("%s", exc)
         return 143

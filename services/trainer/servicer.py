@@ -13,7 +13,7 @@ from services.common.convert import message_to_dict
 from services.common.operations_servicer import record_to_operation
 from services.common.runtime import ServiceContext
 from services.common.server import ServiceRegistration
-from services.trainer.handler import make_handler, parse_config, parse_task, train_ref
+from services.trainer.handler import make_handler, parse_config, parse_task, student_ref, train_ref
 
 KIND = "train"
 RESULT_TYPES = {KIND: trainer_pb2.TrainingResult}
@@ -29,12 +29,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         spec = parse_task(data)
         parse_config(data, spec)
         train_ref(data)
+        self.ctx.references.check(student_ref(data, spec), "student.uri")
         record = self.ctx.runner.submit(KIND, data, request.request_id or None)
         return record_to_operation(record, RESULT_TYPES)
 
 
 def build(ctx: ServiceContext) -> list[ServiceRegistration]:
-    ctx.runner.register(KIND, make_handler(ctx.config.model_cache, ctx.config.device))
+    ctx.runner.register(KIND, make_handler(ctx.references, ctx.config.device))
     servicer = TrainerServicer(ctx)
     return [ServiceRegistration(
         "distillery.v1.TrainerService",

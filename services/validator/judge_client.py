@@ -8,6 +8,7 @@ import grpc
 from distillery.v1 import generator_pb2, generator_pb2_grpc
 
 from services.common.client import open_channel
+from services.common.config import ClientSecurity
 from services.common.errors import Unavailable
 from services.validator.filters.judge import CHOICES
 
@@ -15,10 +16,10 @@ from services.validator.filters.judge import CHOICES
 class GeneratorGrader:
     """Callable: prompts → probability of "yes" for each, from one Complete call per batch."""
 
-    def __init__(self, address: str, token: str | None = None, timeout: float = 300.0) -> None:
+    def __init__(self, address: str, security: ClientSecurity | None = None, timeout: float = 300.0) -> None:
         self.address = address
         self.timeout = timeout
-        self.channel = open_channel(address, token)
+        self.channel = open_channel(address, security=security)
         self.stub = generator_pb2_grpc.GeneratorServiceStub(self.channel)
 
     def __call__(self, prompts: list[str]) -> list[float]:

@@ -29,6 +29,7 @@ from typing import Any
 
 from services.common.errors import InvalidArgument
 from services.common.jsonl import dumps, iter_jsonl
+from services.common.references import ModelReferences
 from services.common.taskspec import TOOL_TASKS, TaskSpec, canonical_json, example_id
 from services.validator.config import ValidatorConfig
 from services.validator.filters.agreement import AgreementFilter
@@ -178,7 +179,8 @@ def label_of(spec: TaskSpec, row: Row) -> str | None:
 
 
 def build_filters(spec: TaskSpec, config: ValidatorConfig, seeds: list[Reference], test: list[Reference], *,
-                  token_counter: TokenCounter | None, model_cache: Path | None, grader: Grader | None,
+                  token_counter: TokenCounter | None, model_cache: Path | None,
+                  references: ModelReferences | None, grader: Grader | None,
                   predictions: Path | None) -> list[Filter]:
     filters: list[Filter] = []
     seed_keys = [s.key for s in seeds]
@@ -187,7 +189,7 @@ def build_filters(spec: TaskSpec, config: ValidatorConfig, seeds: list[Reference
     if config.grounded.enabled:  # after format: it reads the parsed, canonical output
         filters.append(GroundedFilter(spec, config.grounded))
     if config.length.enabled:
-        counter = token_counter or load_token_counter(config.length.tokenizer or spec.student, model_cache)
+        counter = token_counter or load_token_counter(config.length.tokenizer or spec.student, model_cache, references)
         filters.append(LengthFilter(spec, config.length, counter))
     if config.test_leak.enabled:
         # Calibration pairs: seeds of the same class (classification), else any two seeds.
@@ -259,6 +261,7 @@ def _finish(handle: Any) -> None:
 def validate(spec: TaskSpec, examples: Path, out_dir: Path, config: ValidatorConfig, *,
              seeds: Path | None = None, test: Path | None = None, predictions: Path | None = None,
              token_counter: TokenCounter | None = None, model_cache: Path | None = None,
+             references: ModelReferences | None = None,
              grader: Grader | None = None, progress: Progress | None = None,
              check_cancelled: Callable[[], None] | None = None) -> ValidationOutcome:
     """Validate ``examples`` (JSONL) into ``out_dir``/{accepted,rejected}.jsonl and report.json."""
@@ -267,7 +270,8 @@ def validate(spec: TaskSpec, examples: Path, out_dir: Path, config: ValidatorCon
     seed_refs = read_references(seeds, "seeds.jsonl")
     test_refs = read_references(test, "test.jsonl")
     filters = build_filters(spec, config, seed_refs, test_refs, token_counter=token_counter,
-                            model_cache=model_cache, grader=grader, predictions=predictions)
+                            model_cache=model_cache, references=references, grader=grader,
+                            predictions=predictions)
     total_lines = count_lines(examples)
     report = Report()
     paths = {name: out_dir / f"{name}.tmp" for name in (ACCEPTED, REJECTED, REPORT)}

@@ -29,6 +29,7 @@ from services.common.convert import (
 from services.common.errors import InvalidArgument
 from services.common.jobs import OperationContext
 from services.common.operations_servicer import record_to_operation
+from services.common.references import ModelReferences
 from services.common.runtime import ServiceContext
 from services.common.server import ServiceRegistration
 from services.validator.config import ValidatorConfig, build_config
@@ -76,7 +77,7 @@ def run_validation(ctx: OperationContext, service: ServiceConfig) -> dict[str, A
         if not address:
             raise InvalidArgument("validation.judge is enabled but no generator address is configured "
                                   "(DISTILLERY_GENERATOR_ADDR)")
-        grader = GeneratorGrader(address, service.auth_token, config.judge.timeout_seconds)
+        grader = GeneratorGrader(address, service.client_security, config.judge.timeout_seconds)
     # Rerun from scratch: leftovers of an interrupted run are discarded.
     out_dir = ctx.work_dir / "run"
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -86,7 +87,9 @@ def run_validation(ctx: OperationContext, service: ServiceConfig) -> dict[str, A
 
     try:
         outcome = validate(spec, examples, out_dir, config, seeds=seeds, test=test, predictions=predictions,
-                           model_cache=service.model_cache, grader=grader, progress=progress,
+                           model_cache=service.model_cache, references=ModelReferences(ctx.store, Path(service.model_cache or service.home / "models"),
+                                                      service.model_roots),
+                           grader=grader, progress=progress,
                            check_cancelled=ctx.check_cancelled)
     finally:
         if grader is not None:

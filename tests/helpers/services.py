@@ -78,7 +78,7 @@ class ServiceProcess:
         from services.common.client import health_status, open_channel
 
         deadline = time.time() + timeout
-        channel = open_channel(self.address)
+        channel = open_channel(self.address, security=self.security)
         try:
             while time.time() < deadline:
                 if self.process is not None and self.process.poll() is not None:
@@ -91,10 +91,17 @@ class ServiceProcess:
             channel.close()
         raise TimeoutError(f"{self.service} not healthy after {timeout:.0f}s:\n" + self.log_tail())
 
+    @property
+    def security(self) -> Any:
+        """Token and TLS as this process's own variables set them (ClientSecurity.from_env)."""
+        from services.common.config import ClientSecurity
+
+        return ClientSecurity.from_env(self.extra_env)
+
     def channel(self) -> Any:
         from services.common.client import open_channel
 
-        return open_channel(self.address)
+        return open_channel(self.address, security=self.security)
 
     def log_tail(self, chars: int = 4000) -> str:
         if self.log_path is None or not self.log_path.exists():

@@ -19,6 +19,7 @@ from services.common.client import OperationFailed, OperationsClient, open_chann
 from services.common.config import ServiceConfig
 from services.common.convert import struct_from, task_to_proto
 from services.common.errors import Cancelled
+from services.common.references import ModelReferences
 from services.common.runtime import start_service
 from services.common.taskspec import TaskSpec
 from services.evaluator.candidates import CandidateSpec, EvalOptions, build_candidate, model_resolver
@@ -63,7 +64,9 @@ def evaluator(tmp_path_factory: pytest.TempPathFactory, model_cache: Path):
     os.environ.setdefault("DISTILLERY_EVALUATOR_THREADS", "1")  # 2 busy cores: one thread is faster
     home = tmp_path_factory.mktemp("evaluator")
     config = ServiceConfig(service="evaluator", port=free_port(), metrics_port=-1, home=home,
-                           model_cache=model_cache, peers={"generator": f"127.0.0.1:{free_port()}"})
+                           model_cache=model_cache, peers={"generator": f"127.0.0.1:{free_port()}"},
+                           # the tests' own checkpoints live under pytest's temporary root
+                           model_roots=(tmp_path_factory.getbasetemp().resolve(),))
     server, ctx = start_service(config, build, RESULT_TYPES)
     store = ArtifactStore(config.store_url)
     channel = open_channel(config.address)
@@ -154,7 +157,7 @@ def test_restart_resumes_where_predictions_stopped(evaluator: dict, tmp_path: Pa
     options = EvalOptions(max_examples=4)
     job = EvaluationJob(SPEC, evaluator["test"], None, [CandidateSpec("base-student", "student", STUDENT)], options)
     examples = load_test_examples(store.local_path(evaluator["test"]), SPEC, options.max_examples)
-    resolve = model_resolver(store, Path(config.model_cache))
+    resolve = model_resolver(ModelReferences(store, Path(config.model_cache)))
 
     def make(spec: CandidateSpec):
         return build_candidate(spec, SPEC, options, resolve=resolve, client_factory=None, generator_endpoint="")
@@ -282,7 +285,7 @@ def test_batched_student_generation_matches_one_at_a_time(evaluator: dict, model
                  "The European Commission said on Thursday it disagreed with German advice .",
                  "Germany 's representative to the European Union 's veterinary committee Werner Zwingmann said ."]
     examples = [Example(input=s, output='{"entities": []}') for s in sentences]
-    resolve = model_resolver(evaluator["store"], evaluator["config"].model_cache)
+    resolve = model_resolver(ModelReferences(evaluator["store"], evaluator["config"].model_cache))
     answers = {}
     for batch_size in (1, 4):
         options = EvalOptions.from_dict({"student_batch_size": batch_size, "max_new_tokens": 48})
@@ -312,7 +315,7 @@ def test_students_batch_on_a_gpu_by_default(evaluator: dict) -> None:
     from services.common.taskspec import Example
     from tests.helpers.tasks import CONLL
 
-    resolve = model_resolver(evaluator["store"], evaluator["config"].model_cache)
+    resolve = model_resolver(ModelReferences(evaluator["store"], evaluator["config"].model_cache))
     candidate = build_candidate(CandidateSpec("base-student", "student", model_uri=STUDENT), CONLL,
                                 EvalOptions.from_dict({"max_new_tokens": 32}), resolve=resolve,
                                 client_factory=lambda _: None, generator_endpoint="")
@@ -333,7 +336,7 @@ def test_student_decode_budget_fits_long_seed_answers_in_its_own_tokens(evaluato
 
     entities = [{"text": f"Company number {i} of the long list", "type": "ORG"} for i in range(40)]
     long_answer = json.dumps({"entities": entities})
-    resolve = model_resolver(evaluator["store"], evaluator["config"].model_cache)
+    resolve = model_resolver(ModelReferences(evaluator["store"], evaluator["config"].model_cache))
     candidate = build_candidate(CandidateSpec("base-student", "student", model_uri=STUDENT), CONLL,
                                 EvalOptions.from_dict({}), resolve=resolve, client_factory=lambda _: None,
                                 generator_endpoint="", device="cpu", seed_outputs=['{"entities": []}', long_answer])

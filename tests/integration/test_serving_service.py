@@ -63,7 +63,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     http_port = free_port()
     handle = start_service_process("serving", None, home, extra_env={
         "DISTILLERY_HTTP_PORT": str(http_port), "DISTILLERY_SERVING_THREADS": "1",
-        "DISTILLERY_SERVING_MAX_INPUT_TOKENS": "512"})
+        "DISTILLERY_SERVING_MAX_INPUT_TOKENS": "512",
+        # the cached tiny student lives outside the store: name its folder as an allowed root
+        "DISTILLERY_MODEL_ROOTS": str(merged.parent.resolve())})
     channel = handle.channel()
     stub = serving_pb2_grpc.ServingServiceStub(channel)
     operation = stub.StartExport(serving_pb2.StartExportRequest(
@@ -241,7 +243,9 @@ def test_several_students_load_unload_list(served):
     with pytest.raises(grpc.RpcError) as info:
         stub.LoadModel(serving_pb2.LoadModelRequest(name="x", bundle=common_pb2.ArtifactRef(uri="/no/such/dir")),
                        timeout=30)
-    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    # outside the store, the model cache and DISTILLERY_MODEL_ROOTS: refused before it is looked at
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "DISTILLERY_MODEL_ROOTS" in info.value.details()
     assert stub.Predict(serving_pb2.PredictRequest(model_name="sentiment", inputs=["x"]),
                         timeout=30).model_version == "1"
 

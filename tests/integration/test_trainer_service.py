@@ -25,7 +25,9 @@ from tests.helpers.trainer_data import HELD_OUT, SPEC, classify, student_path, w
 def trainer(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     home = tmp_path_factory.mktemp("trainer-home")
     cache = None if os.environ.get("DISTILLERY_TEST_STUDENT_DIR") else request.getfixturevalue("model_cache")
-    config = ServiceConfig(service="trainer", port=free_port(), metrics_port=-1, home=home, model_cache=cache)
+    override = os.environ.get("DISTILLERY_TEST_STUDENT_DIR")
+    config = ServiceConfig(service="trainer", port=free_port(), metrics_port=-1, home=home, model_cache=cache,
+                           model_roots=(Path(override).resolve(),) if override else ())
     server, ctx = start_service(config, build, RESULT_TYPES)
     try:
         yield ctx, open_channel(config.address), student_path(cache)

@@ -12,6 +12,8 @@ import grpc
 import pytest
 from distillery.v1 import (
     common_pb2,
+    evaluator_pb2,
+    evaluator_pb2_grpc,
     serving_pb2,
     serving_pb2_grpc,
     trainer_pb2,
@@ -36,15 +38,22 @@ SPEC = TaskSpec(name="sentiment", type="classification", description="Sentiment 
 def services(tmp_path_factory: pytest.TempPathFactory, model_cache: Path):
     root = tmp_path_factory.mktemp("reliability")
     env = {"DISTILLERY_AUTH_TOKEN": TOKEN, "DISTILLERY_STORE_URL": (root / "store").as_uri(),
-           "DISTILLERY_MODEL_CACHE": str(model_cache), "DISTILLERY_MAX_MESSAGE_BYTES": str(16 * 1024 * 1024)}
+           "DISTILLERY_MODEL_CACHE": str(model_cache), "DISTILLERY_MAX_MESSAGE_BYTES": str(16 * 1024 * 1024),
+           "DISTILLERY_MODEL_ROOTS": str(root / "user-models")}
+    (root / "user-models").mkdir()
     handles = {}
     try:
-        for name in ("validator", "trainer", "serving"):
+        for name in ("validator", "trainer", "serving", "evaluator"):
             handles[name] = start_service_process(name, None, root / name, extra_env=env, timeout=180)
         yield handles, ArtifactStore(env["DISTILLERY_STORE_URL"])
     finally:
         for handle in handles.values():
             handle.stop()
+
+
+def _user_models(handles) -> Path:
+    """The fixture's DISTILLERY_MODEL_ROOTS directory."""
+    return handles["trainer"].home.parent / "user-models"
 
 
 def channel(handle, token: str | None = TOKEN) -> grpc.Channel:
@@ -118,9 +127,40 @@ def test_artifact_uris_outside_the_store_are_refused(services) -> None:
     still_up(handles["validator"])
 
 
+def test_model_paths_outside_the_allowed_roots_are_refused_by_every_service(services, tmp_path: Path) -> None:
+    handles, store = services
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "model.safetensors").write_bytes(b"weights")
+    train = store.put_bytes("bad/train-roots.jsonl", b'{"input": "fine", "output": "positive"}\n')
+    trainer = trainer_pb2_grpc.TrainerServiceStub(channel(handles["trainer"]))
+    serving = serving_pb2_grpc.ServingServiceStub(channel(handles["serving"]))
+    evaluator = evaluator_pb2_grpc.EvaluatorServiceStub(channel(handles["evaluator"]))
+    for ref in ("/etc", str(outside), outside.as_uri(), f"{_user_models(handles)}/../../elsewhere"):
+        model = common_pb2.ModelRef(uri=ref)
+        student = evaluator_pb2.Candidate(name="s", kind=evaluator_pb2.CANDIDATE_KIND_STUDENT, model=model)
+        calls = [
+            ("trainer", trainer.StartTraining, trainer_pb2.StartTrainingRequest(
+                task=task_to_proto(SPEC), train=artifact_to_proto(train), student=model)),
+            ("serving load", serving.LoadModel, serving_pb2.LoadModelRequest(
+                name="x", bundle=common_pb2.ArtifactRef(uri=ref))),
+            ("serving export", serving.StartExport, serving_pb2.StartExportRequest(task=task_to_proto(SPEC),
+                                                                                   model=model)),
+            ("evaluator", evaluator.StartEvaluation, evaluator_pb2.StartEvaluationRequest(
+                task=task_to_proto(SPEC), test=artifact_to_proto(train), candidates=[student])),
+        ]
+        for name, method, request in calls:
+            with pytest.raises(grpc.RpcError) as info:
+                method(request, timeout=30)
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED, (name, ref, info.value.details())
+            assert "DISTILLERY_MODEL_ROOTS" in info.value.details(), (name, ref)
+    for name in ("trainer", "serving", "evaluator"):
+        still_up(handles[name])
+
+
 def test_a_pickle_checkpoint_is_never_loaded(services, tmp_path: Path) -> None:
     handles, store = services
-    checkpoint = tmp_path / "pickled"
+    checkpoint = _user_models(handles) / "pickled"  # under DISTILLERY_MODEL_ROOTS: allowed, then refused
     checkpoint.mkdir()
     (checkpoint / "config.json").write_text(json.dumps({"model_type": "llama"}))
     (checkpoint / "pytorch_model.bin").write_bytes(b"\x80\x04K\x01.")  # a pickle stream

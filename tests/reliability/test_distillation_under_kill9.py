@@ -1,6 +1,7 @@
 """The whole platform, for real, with every long-running service killed mid-job: six service
 processes on loopback, the bundled tiny models (teacher gemma3-270m on vLLM, student
-smollm2-135m-instruct), the news-topic example task.
+smollm2-135m-instruct), the news-topic example task, with mutual TLS and a bearer token on
+every service and every client (as `distillery up --secure` runs it).
 
 One distillation; while it runs, each service that does long work is sent SIGKILL in the middle
 of its stage and started again on the same home:
@@ -24,11 +25,16 @@ import hashlib
 import json
 import os
 import signal
+import ssl
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+import grpc
 import pytest
 from distillery.v1 import (
     common_pb2,
@@ -42,11 +48,12 @@ from distillery.v1 import (
 from google.protobuf import json_format
 
 from services.common.artifacts import Artifact, ArtifactStore
-from services.common.client import OperationsClient, health_status
-from services.common.config import SERVICES
+from services.common.client import OperationsClient, health_status, open_channel
+from services.common.config import SERVICES, ClientSecurity
 from services.common.convert import artifact_to_proto, struct_from, task_to_proto
 from services.common.taskspec import load_task
 from services.pipeline.cli import task_request_id, upload_task
+from services.pipeline.local_security import ensure_local_security
 from services.trainer.checkpoint import list_checkpoints
 from tests.helpers.load import hammer
 from tests.helpers.services import ServiceProcess, free_port, start_service_process, vllm_python
@@ -78,6 +85,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory, model_cache: Path):
                    "DISTILLERY_HTTP_PORT": str(free_port()),
                    # Keep the teacher's KV cache small: CI machines have 24 GiB for everything.
                    "DISTILLERY_VLLM_KVCACHE_GIB": "1"})
+    # The whole platform with mutual TLS and a bearer token on, as `distillery up --secure` runs it:
+    # every service-to-service call below goes through TLS with the token.
+    shared.update(ensure_local_security(root))
     handles: dict[str, ServiceProcess] = {}
     try:
         for name in ("generator", "validator", "trainer", "evaluator", "serving", "pipeline"):
@@ -124,6 +134,33 @@ def _only(paths: list[Path], what: str) -> Path:
 
 def _sha(line: bytes) -> str:
     return hashlib.sha256(line).hexdigest()
+
+
+def test_plaintext_tokenless_and_certificateless_clients_are_refused(platform) -> None:
+    handles, _, shared = platform
+    for name, handle in handles.items():
+        assert health_status(handle.channel(), timeout=5) == "SERVING", name
+        plaintext = health_status(open_channel(handle.address), timeout=5)
+        assert plaintext.startswith("UNREACHABLE"), (name, plaintext)
+        no_client_cert = ClientSecurity(token=shared["DISTILLERY_AUTH_TOKEN"], ca=Path(shared["DISTILLERY_TLS_CA"]))
+        assert health_status(open_channel(handle.address, security=no_client_cert), timeout=5).startswith(
+            "UNREACHABLE"), name  # mutual TLS: no client certificate, no handshake
+    tokenless = open_channel(handles["pipeline"].address, security=replace(handles["pipeline"].security, token=None))
+    with pytest.raises(grpc.RpcError) as info:
+        pipeline_pb2_grpc.PipelineServiceStub(tokenless).ListJobs(pipeline_pb2.ListJobsRequest(), timeout=10)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # The HTTP gateway speaks HTTPS with the same certificate, and wants the token too.
+    url = f"127.0.0.1:{shared['DISTILLERY_HTTP_PORT']}/v1/models"
+    context = ssl.create_default_context(cafile=shared["DISTILLERY_TLS_CA"])
+    with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP to the TLS port: no answer
+        urllib.request.urlopen(f"http://{url}", timeout=10)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"https://{url}", timeout=10, context=context)
+    assert refused.value.code == 401
+    authorized = urllib.request.Request(f"https://{url}",
+                                        headers={"Authorization": f"Bearer {shared['DISTILLERY_AUTH_TOKEN']}"})
+    with urllib.request.urlopen(authorized, timeout=10, context=context) as response:
+        assert response.status == 200
 
 
 def test_distillation_survives_kill9_of_every_long_running_service(platform) -> None:
@@ -176,8 +213,12 @@ def test_distillation_survives_kill9_of_every_long_running_service(platform) -> 
     kills.append(f"evaluator after {predicted_before} predictions")
 
     # --- export: kill the serving service while it exports -----------------------------------
-    _wait_for(handles, name, "export", lambda: True, "the export")
+    serving_work = handles["serving"].home / "work" / "serving"
+    _wait_for(handles, name, "export", lambda: any(serving_work.glob("*/bundle")), "the export's bundle folder")
     handles["serving"].kill(signal.SIGKILL)
+    # Provably mid-export: its work had begun (the bundle folder above) and had not ended (no
+    # bundle is sealed in the store yet).
+    assert not list(Path(store.root).rglob("bundle/MANIFEST.json")), "the export had finished before the kill"
     handles["serving"].start(timeout=120)
     kills.append("serving during the export")
 

@@ -12,6 +12,7 @@ from distillery.v1 import evaluator_pb2
 
 from services.common.artifacts import ArtifactStore
 from services.common.convert import dict_to_message, message_to_dict
+from services.common.references import ModelReferences
 from services.evaluator.candidates import CandidateSpec, EvalOptions, build_candidate, model_resolver
 from services.evaluator.generator_client import GeneratorClient
 from services.evaluator.handler import Evaluation, EvaluationJob, evaluation_result, load_test_examples
@@ -39,7 +40,8 @@ def test_failed_candidates_carry_their_error_and_no_score(tiny: tuple[Path, Path
                   CandidateSpec("seed-only-student", "student", str(missing))]
     job = EvaluationJob(SENTIMENT, test, None, candidates, options)
     examples = load_test_examples(store.local_path(test), SENTIMENT)
-    resolve = model_resolver(store, tmp_path / "models")
+    roots = (merged.parent.resolve(), base.parent.resolve(), tmp_path.resolve())  # the tests' own checkpoints
+    resolve = model_resolver(ModelReferences(store, tmp_path / "models", roots))
 
     def make(spec: CandidateSpec):
         return build_candidate(spec, SENTIMENT, options, resolve=resolve, client_factory=GeneratorClient,

@@ -3,7 +3,9 @@ models (the answers themselves are tested against a real student in the integrat
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
 import urllib.error
 import urllib.request
 
@@ -46,8 +48,43 @@ def test_auth_and_errors(gateway):
     assert status == 404 and body["error"]["code"] == "model_not_found"
     status, body = _call(gateway, "/v1/chat/completions", {"messages": []})
     assert status == 400 and "'model'" in body["error"]["message"]
-    status, body = _call(gateway, "/v1/chat/completions", b"x" * (2 << 20))
-    assert status == 400 and "limit" in body["error"]["message"]
+    status, body = _post_tolerating_close(gateway, b"x" * (2 << 20))
+    assert status == 413 and b"limit" in body
+
+
+def _post_tolerating_close(gw, body, **kwargs):
+    """POST that still reads the answer when the server answers and closes mid-upload (as it does
+    for a body over the limit)."""
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    try:
+        conn.request("POST", "/v1/chat/completions", body=body,
+                     headers={"Authorization": "Bearer s3cret", "Content-Type": "application/json"}, **kwargs)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server answered and closed while we were still sending
+    response = conn.getresponse()
+    try:
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(gateway):
+    # A Content-Length over the limit is answered at once, though not one body byte was sent.
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
+        answer = b""
+        while b"(Content-Length)" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413") and b"1000000000 bytes (Content-Length)" in answer
+    # Without a length (chunked), the stream is cut off once it passes the limit.
+    status, body = _post_tolerating_close(gateway, (b"y" * 65536 for _ in range(64)), encode_chunked=True)  # 4 MiB
+    assert status == 413 and b"still coming" in body
+    # Unauthenticated uploads are refused before any size check reads them.
+    assert _call(gateway, "/v1/chat/completions", b"x" * 10, token=None)[0] == 401
 
 
 def test_chat_input_and_model_names():

@@ -15,6 +15,7 @@ from services.common.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     Unavailable,
     UnsafeModelError,
 )
@@ -178,6 +179,24 @@ def test_dynamic_batcher_batches_and_propagates_errors():
     batcher.close()
     with pytest.raises(Unavailable, match="unloaded"):
         batcher.submit(("late", True)).result(timeout=10)
+
+
+def test_dynamic_batcher_queue_is_bounded():
+    release = threading.Event()
+
+    def run(items):
+        release.wait(10)  # the worker is busy: everything else waits in the queue
+        return [item[0] for item in items]
+
+    batcher = DynamicBatcher(run, max_batch=1, max_wait_ms=0, max_queue=3)
+    first = batcher.submit(("a", True))
+    waiting = [batcher.submit((f"w{i}", True)) for i in range(2)]  # with `first`: 3 waiting at most
+    with pytest.raises(ResourceExhausted, match="3 requests are already queued or running"):
+        batcher.submit(("over", True))
+    release.set()
+    assert [f.result(timeout=10) for f in [first, *waiting]] == ["a", "w0", "w1"]
+    assert batcher.submit(("again", True)).result(timeout=10) == "again"  # answered slots are free again
+    batcher.close()
 
 
 def test_bytes_tensor_roundtrip():

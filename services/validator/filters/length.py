@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from services.common.references import ModelReferences
 from services.common.taskspec import TaskSpec
 from services.validator.config import LengthConfig
 from services.validator.row import Row
@@ -34,11 +35,18 @@ class TokenCounter:
         return [len(ids) for ids in encoded]
 
 
-def load_token_counter(ref: str, model_cache: Path | None) -> TokenCounter:
-    """The student's tokenizer, or the whitespace fallback with a note saying why."""
+def load_token_counter(ref: str, model_cache: Path | None,
+                       references: ModelReferences | None = None) -> TokenCounter:
+    """The student's tokenizer, or the whitespace fallback with a note saying why. In the service
+    ``references`` confines the reference (a path outside the allowed roots is PERMISSION_DENIED,
+    not a fallback); without it (a user's own process) any local directory or catalog name works."""
+    if references is not None:
+        references.check(ref, "validation.length.tokenizer", "directory")
     try:
         path = Path(ref)
-        if not path.is_dir():
+        if references is not None:
+            path = references.resolve(ref, "validation.length.tokenizer", "directory")
+        elif not path.is_dir():
             from services.common.catalog import resolve_model  # materializes the student once, cached
 
             path = resolve_model(ref, model_cache)  # None: the catalog's default cache
