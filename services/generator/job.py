@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common.atomic import write_json_atomic
 from services.common.budget import budget_for
 from services.common.jsonl import JsonlAppender, read_jsonl, repair_tail, write_jsonl_atomic
 from services.common.taskspec import Example, TaskSpec, example_id, normalize_text
@@ -66,11 +66,7 @@ class JobState:
     seconds: float = 0.0
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_json_atomic(path, asdict(self), indent=None)
 
     @classmethod
     def load(cls, path: Path) -> JobState:

@@ -17,11 +17,11 @@ teacher again, so all its rows are labelled the same way."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common.atomic import write_json_atomic
 from services.common.taskspec import Example, TaskSpec
 from services.generator.backend import Backend
 from services.generator.labeling import label_seeds
@@ -92,11 +92,7 @@ class LabelChoice:
 
     def save(self, path: Path) -> None:
         """Written whole or not at all (a torn file would make a resumed job choose again)."""
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=1))
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_json_atomic(path, asdict(self))
 
     @classmethod
     def load(cls, path: Path) -> LabelChoice | None:

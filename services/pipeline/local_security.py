@@ -12,22 +12,17 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import secrets
 from pathlib import Path
+
+from services.common.atomic import write_bytes_atomic
 
 SECURE_FILE = "client.env"
 _DAYS = 825
 
 
 def _write(path: Path, data: bytes, private: bool = False) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_bytes_atomic(path, data, 0o600 if private else 0o644)
 
 
 def _key():  # type: ignore[no-untyped-def]

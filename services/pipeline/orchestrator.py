@@ -224,9 +224,8 @@ class DistillationRunner:
             self._warn(f"generation ended short: {summary['shortfall']}; the student trains on the rows there "
                        "are and the seeds")
         if summary.get("label_source") == "target":
-            self._warn(f"the teacher labelled the seeds with accuracy {float(summary.get('teacher_seed_accuracy') or 0):.2f} "
-                       f"(leave-one-out, {summary.get('teacher_seed_count')} seeds): generated rows keep the label they "
-                       f"were generated for instead of the teacher's ({summary.get('label_source_reason', '')})")
+            # The generator's reason already says what was measured and what was done: say it once.
+            self._warn(f"weak teacher: {summary.get('label_source_reason') or 'rows keep the label they were generated for'}")
         self._finish("generate", {"examples": result.get("examples"), "rejected": result.get("rejected")}, summary)
 
     def validate(self) -> None:

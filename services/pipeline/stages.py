@@ -9,10 +9,11 @@ after every transition."""
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from services.common.atomic import write_json_atomic
 
 STAGES: tuple[str, ...] = ("generate", "validate", "train", "train_seed_only", "evaluate", "export", "deploy")
 
@@ -79,9 +80,4 @@ class StateFile:
         return JobState.from_dict(json.loads(self.path.read_text()))
 
     def save(self, state: JobState) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            json.dump(state.to_dict(), handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, state.to_dict())

@@ -9,6 +9,7 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from services.common.atomic import write_json_atomic
 from services.common.errors import InvalidArgument, NotFound
 from services.common.taskspec import TaskSpec
 from services.serving import bundle as bundle_mod
@@ -116,10 +117,7 @@ class ModelRepository:
     def _save(self) -> None:
         if self.state_file is None:
             return
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([asdict(e) for e in self._entries.values()], indent=1))
-        tmp.replace(self.state_file)
+        write_json_atomic(self.state_file, [asdict(e) for e in self._entries.values()])
 
     def restore(self) -> list[str]:
         """Load again what was loaded when the server last stopped; skip what is gone."""

@@ -18,6 +18,7 @@ from distillery.v1 import common_pb2
 from google.protobuf import json_format
 
 from services.common.artifacts import Artifact, ArtifactStore
+from services.common.atomic import write_json_atomic
 from services.common.convert import task_from_proto
 from services.common.errors import InvalidArgument
 from services.common.references import ModelReferences
@@ -181,9 +182,7 @@ def run_training(ctx: JobContext, references: ModelReferences, device: str = "au
     if adapter_art is not None:
         result["adapter"] = {"uri": adapter_art.uri, "format": "MODEL_FORMAT_PEFT_ADAPTER", "base": base_ref}
         result["adapter_artifact"] = adapter_art.to_dict()
-    tmp = done_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(done_file)
+    write_json_atomic(done_file, result)
     # the store holds the outputs now; the local copies and the checkpoints are only disk
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(ctx.work_dir / "checkpoints", ignore_errors=True)

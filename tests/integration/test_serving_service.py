@@ -67,20 +67,22 @@ def served(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
         # the cached tiny student lives outside the store: name its folder as an allowed root
         "DISTILLERY_MODEL_ROOTS": str(merged.parent.resolve())})
     channel = handle.channel()
-    stub = serving_pb2_grpc.ServingServiceStub(channel)
-    operation = stub.StartExport(serving_pb2.StartExportRequest(
-        task=task_to_proto(SENTIMENT), model=common_pb2.ModelRef(uri=str(merged)),
-        adapter=common_pb2.ModelRef(uri=str(adapter)),
-        quantizations=[serving_pb2.QUANTIZATION_INT8, serving_pb2.QUANTIZATION_INT4],
-        model_name="sentiment", model_version="1"), timeout=30)
-    done = OperationsClient(channel).wait(operation.name, timeout=900, poll=5)
-    if done.error.code:
-        pytest.fail(f"export failed: {done.error.message}\n{handle.log_tail()}")
-    result = OperationsClient.result(done, serving_pb2.ExportResult)
-    yield {"handle": handle, "channel": channel, "stub": stub, "http": f"http://127.0.0.1:{http_port}/v1",
-           "result": result, "home": home}
-    channel.close()
-    handle.stop()
+    try:  # a failed export must not leave the service process behind
+        stub = serving_pb2_grpc.ServingServiceStub(channel)
+        operation = stub.StartExport(serving_pb2.StartExportRequest(
+            task=task_to_proto(SENTIMENT), model=common_pb2.ModelRef(uri=str(merged)),
+            adapter=common_pb2.ModelRef(uri=str(adapter)),
+            quantizations=[serving_pb2.QUANTIZATION_INT8, serving_pb2.QUANTIZATION_INT4],
+            model_name="sentiment", model_version="1"), timeout=30)
+        done = OperationsClient(channel).wait(operation.name, timeout=900, poll=5)
+        if done.error.code:
+            pytest.fail(f"export failed: {done.error.message}\n{handle.log_tail()}")
+        result = OperationsClient.result(done, serving_pb2.ExportResult)
+        yield {"handle": handle, "channel": channel, "stub": stub, "http": f"http://127.0.0.1:{http_port}/v1",
+               "result": result, "home": home}
+    finally:
+        channel.close()
+        handle.stop()
 
 
 def _openai(served):

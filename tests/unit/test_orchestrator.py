@@ -31,7 +31,8 @@ class ScriptedWorkers:
 
     def __init__(self, store: ArtifactStore, *, per_label: dict[str, int] | None = None, train_steps: int = 34,
                  scores: list[dict[str, Any]] | None = None, comparisons: list[dict[str, Any]] | None = None,
-                 ratio: float = 0.9, adapter: bool = True, fail: set[str] | None = None) -> None:
+                 ratio: float = 0.9, adapter: bool = True, fail: set[str] | None = None,
+                 generated: dict[str, Any] | None = None) -> None:
         self.store = store
         self.per_label = per_label if per_label is not None else {"sport": 40, "tech": 40, "politics": 40}
         self.train_steps = train_steps
@@ -43,6 +44,7 @@ class ScriptedWorkers:
         self.ratio = ratio
         self.adapter = adapter
         self.fail = set(fail or ())
+        self.generated = generated or {}  # extra GenerationResult fields
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def _art(self, key: str, data: Any) -> dict[str, Any]:
@@ -55,7 +57,8 @@ class ScriptedWorkers:
         on_progress({"done": 1, "total": 1, "stage": stage})
         prefix = request["output_prefix"]
         if stage == "generate":
-            return "op-gen", {"examples": self._art(f"{prefix}/examples.jsonl", []), "generated": 120}
+            return "op-gen", {"examples": self._art(f"{prefix}/examples.jsonl", []), "generated": 120,
+                              **self.generated}
         if stage == "validate":
             labels = {k: {"read": v, "accepted": v} for k, v in self.per_label.items()}
             return "op-val", {"accepted": self._art(f"{prefix}/accepted.jsonl", []),
@@ -197,6 +200,17 @@ def test_thin_and_missing_labels_are_warned(env) -> None:
     counts = runner.state.stage("validate").summary["rows_per_label"]
     assert counts == {"sport": {"accepted": 30, "seeds": 4}, "tech": {"accepted": 1, "seeds": 4},
                       "politics": {"accepted": 0, "seeds": 0}}
+
+
+def test_a_weak_teacher_is_warned_once_in_the_generators_words(env) -> None:
+    store, make, _ = env
+    reason = ("the teacher labelled only 5/20 seeds right leave-one-out (0.25), below teacher_trust_accuracy "
+              "0.80: rows keep the label they were generated for")
+    workers = ScriptedWorkers(store, generated={"label_source": "target", "label_source_reason": reason,
+                                                "teacher_seed_accuracy": 0.25, "teacher_seed_count": 20})
+    warnings = make(workers).run()["job"]["warnings"]
+    weak = [w for w in warnings if "teacher" in w and "seeds" in w]
+    assert weak == [f"weak teacher: {reason}"]  # one line, the measurement said once
 
 
 def test_a_failed_stage_resumes_without_redoing_finished_ones(env) -> None:
