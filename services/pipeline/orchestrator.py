@@ -3,6 +3,7 @@ export → deploy, resumably. grpc-free: it talks to the workers through ``Worke
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from typing import Any
@@ -25,6 +26,8 @@ from services.pipeline.stages import (
 from services.pipeline.workers import Workers, artifact_request, struct_request, task_request
 
 log = logging.getLogger(__name__)
+# Inputs the export's parity check runs on: half seeds, the rest test inputs (serving reads 32 at most).
+PARITY_INPUTS = 32
 
 DEFAULT_TARGET_COUNT = 200
 DEFAULT_QUALITY_GATE = 0.8
@@ -419,10 +422,37 @@ class DistillationRunner:
         adapter = self.state.stage(trained).artifacts.get("adapter")  # none after full fine-tuning
         if adapter:
             request["adapter"] = {"uri": adapter["uri"], "format": "MODEL_FORMAT_PEFT_ADAPTER"}
+        parity = self._parity_inputs()
+        if parity is not None:
+            request["parity_inputs"] = parity
         result = self._run_stage("export", request)
         self._finish("export", {"bundle": result.get("bundle"), "model_card": result.get("model_card")},
                      {"variants": result.get("variants", []), "model_name": result.get("model_name"),
                       "model_version": result.get("model_version")})
+
+    def _parity_inputs(self) -> dict[str, Any] | None:
+        """The task's own inputs (seeds, then test inputs; PARITY_INPUTS in all) for the export's
+        parity check: a quantized variant must answer what the student answers on this task, not
+        on generic prompts. Only inputs travel (no label is used)."""
+        rows = self._input_rows("seeds")[:PARITY_INPUTS // 2]
+        rows += self._input_rows("test")[:PARITY_INPUTS - len(rows)]
+        if not rows:
+            return None
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+        return self.ctx.store.put_bytes(f"{self._prefix('export')}/parity_inputs.jsonl", data).to_dict()
+
+    def _input_rows(self, name: str) -> list[dict[str, str]]:
+        ref = self.inputs.get(name)
+        if ref is None:
+            return []
+        artifact = ref if isinstance(ref, Artifact) else Artifact.from_dict(ref)
+        rows = []
+        for line in self.ctx.store.read_bytes(artifact).decode("utf-8").splitlines():
+            row = json.loads(line) if line.strip() else None
+            if isinstance(row, dict) and row.get("input"):
+                text = row["input"] if isinstance(row["input"], str) else json.dumps(row["input"])
+                rows.append({"input": text, "context": str(row.get("context") or "")})
+        return rows
 
     def _served_variant(self, wanted: str) -> str:
         """The variant to serve: the one asked for if the export accepted it (its parity check

@@ -41,16 +41,19 @@ class LineProgress:
             return
         if self._stage >= 0 and now - self._last_line >= self.interval:
             self._print(f"stage {self._stage + 1}/{len(self.stages)} {self.stages[self._stage]}: "
-                        f"{self.describe(message, counters)}")
+                        f"{self.describe(message, counters, self.stages[self._stage])}")
             self._last_line = now
 
     @staticmethod
-    def describe(message: str, counters: dict[str, float]) -> str:
+    def describe(message: str, counters: dict[str, float], stage: str = "") -> str:
+        """The message and the counters of ``stage`` (keys ``stage.name``; the job's metadata keeps
+        the earlier stages' counters too, which would repeat on every later line)."""
         done, total = counters.get("stage_done", 0), counters.get("stage_total", 0)
         parts = [message.strip() or f"{done:g}/{total:g}"]
         for key, value in sorted(counters.items()):
-            if key.rsplit(".", 1)[-1] in SHOWN_COUNTERS:
-                parts.append(f"{key.rsplit('.', 1)[-1]} {value:.4g}")
+            prefix, _, name = key.rpartition(".")
+            if name in SHOWN_COUNTERS and (not prefix or not stage or prefix == stage):
+                parts.append(f"{name} {value:.4g}")
         return ", ".join(parts)
 
     def finish(self, state: str, stage_states: dict[str, str]) -> None:

@@ -4,10 +4,12 @@ The tokenizer and configs are copied so each variant directory is self-contained
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 QUANTIZATIONS = ("none", "int8", "int4")
+_LAYER = re.compile(r"/layers\.(\d+)/")
 
 
 def _copy_sidecars(src: Path, dst: Path) -> None:
@@ -17,17 +19,44 @@ def _copy_sidecars(src: Path, dst: Path) -> None:
             shutil.copy2(path, dst / path.name)
 
 
-def quantize_int8(src: Path, dst: Path) -> Path:
+def cpu_has_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """AVX-512 VNNI / AVX-VNNI: u8 x s8 dot products accumulate in int32 without the 16-bit
+    saturation (vpmaddubsw) that breaks per-channel int8 weights on older x86 CPUs."""
+    try:
+        flags = cpuinfo.read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def int8_excluded_matmuls(model_path: Path) -> list[str]:
+    """The MatMuls kept in fp32: every attention output (o_proj) and MLP down projection, and the
+    whole first and last decoder layer. Their inputs carry the few huge activation channels small
+    Llama-style models have; one per-token int8 scale for those rows flattens everything else.
+    Measured on the news-topic student (40 seed/test inputs): label agreement 0.45 → 0.95 against
+    PyTorch when these stay fp32, while the q/k/v/gate/up projections (most of the weights) are int8."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    names = [n.name for n in model.graph.node if n.op_type == "MatMul"]
+    layers = sorted({int(m.group(1)) for n in names if (m := _LAYER.search(n))})
+    ends = {f"/layers.{layers[0]}/", f"/layers.{layers[-1]}/"} if layers else set()
+    return [n for n in names if "down_proj" in n or "o_proj" in n or any(e in n for e in ends)]
+
+
+def quantize_int8(src: Path, dst: Path, vnni: bool | None = None) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     src, dst = Path(src), Path(dst)
     shutil.rmtree(dst, ignore_errors=True)
     _copy_sidecars(src, dst)
-    # MatMul only: the attention/softmax path stays fp32, which is where int8 activations hurt most.
-    # Per-tensor on purpose: per_channel=True gave 0% top-1 agreement on SmolLM2-135M on an AVX2
-    # machine without VNNI (u8 x s8 products saturate); per-tensor kept 50%.
+    vnni = cpu_has_vnni() if vnni is None else vnni
+    # MatMul only: the attention/softmax path stays fp32. Per-channel weights keep the answers
+    # (per-tensor: 0.53 label agreement on the news-topic student); without VNNI, reduce_range
+    # (7-bit weights) is what keeps per-channel products from saturating.
     quantize_dynamic(str(src / "model.onnx"), str(dst / "model.onnx"), op_types_to_quantize=["MatMul"],
-                     per_channel=False, reduce_range=False, weight_type=QuantType.QInt8)
+                     per_channel=True, reduce_range=not vnni, weight_type=QuantType.QInt8,
+                     nodes_to_exclude=int8_excluded_matmuls(src / "model.onnx"))
     return dst
 
 

@@ -183,6 +183,16 @@ def test_a_tie_keeps_the_trained_student_and_says_so(env) -> None:
     assert result["deployed_student"] == "student" and "not clearly apart" in result["message"]
 
 
+def test_parity_is_checked_on_the_tasks_own_inputs(env) -> None:
+    store, make, _ = env
+    workers = ScriptedWorkers(store)
+    make(workers).run()
+    parity = workers.request("export")["parity_inputs"]
+    rows = [json.loads(line) for line in store.read_bytes(Artifact.from_dict(parity)).decode().splitlines()]
+    assert [r["input"] for r in rows] == [s["input"] for s in SEEDS] + ["a vote"]  # seeds, then test inputs
+    assert all("output" not in r for r in rows)  # inputs only: no label reaches the export
+
+
 def test_full_finetune_exports_without_an_adapter(env) -> None:
     store, make, _ = env
     workers = ScriptedWorkers(store, adapter=False)

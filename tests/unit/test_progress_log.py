@@ -30,7 +30,9 @@ def test_lines_at_transitions_and_every_interval() -> None:
     clock.now = 72
     lines.update("train: epoch 1/2 4/40 steps", {"stage_index": 2, "train.loss": 1.2345})
     clock.now = 120
-    lines.update("train: epoch 1/2 9/40 steps", {"stage_index": 2, "train.loss": 0.5})
+    # The job's metadata still holds the generator's counters: they are not the train stage's.
+    lines.update("train: epoch 1/2 9/40 steps", {"stage_index": 2, "train.loss": 0.5, "generate.rejected": 3,
+                                                 "generate.tokens_per_second": 496.0})
     lines.finish("SUCCEEDED", {"train": "done", "train_seed_only": "done", "evaluate": "done", "export": "skipped"})
     text = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
     assert text[0] == "stage 1/7 generate: started"

@@ -225,3 +225,28 @@ def test_repository_versions_and_restore(exported, tmp_path):
     assert again.restore() == ["s:1"]
     assert again.get("s").version == "1"
     again.close()
+
+
+def test_int8_keeps_outlier_projections_and_end_layers_in_fp32(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from services.serving.quantize import cpu_has_vnni, int8_excluded_matmuls
+
+    names = [f"/model/layers.{i}/{part}/MatMul" for i in range(4)
+             for part in ("self_attn/q_proj", "self_attn/o_proj", "mlp/up_proj", "mlp/down_proj")] + ["/lm_head/MatMul"]
+    nodes = [helper.make_node("MatMul", ["x", "w"], [f"y{i}"], name=n) for i, n in enumerate(names)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2]),
+                                            helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 2])],
+                              [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [1, 2]) for i in range(len(names))])
+    onnx.save(helper.make_model(graph), str(tmp_path / "model.onnx"))
+    excluded = set(int8_excluded_matmuls(tmp_path / "model.onnx"))
+    quantized = [n for n in names if n not in excluded]
+    # q/k/v/gate/up of the middle layers (and the head) are int8; o_proj, down_proj and layers 0 and 3 stay fp32.
+    assert quantized == ["/model/layers.1/self_attn/q_proj/MatMul", "/model/layers.1/mlp/up_proj/MatMul",
+                         "/model/layers.2/self_attn/q_proj/MatMul", "/model/layers.2/mlp/up_proj/MatMul",
+                         "/lm_head/MatMul"]
+    (tmp_path / "cpuinfo").write_text("flags\t: fpu avx2 avx512f avx512_vnni\n")
+    assert cpu_has_vnni(tmp_path / "cpuinfo")
+    (tmp_path / "cpuinfo").write_text("flags\t: fpu avx2\n")
+    assert not cpu_has_vnni(tmp_path / "cpuinfo") and not cpu_has_vnni(tmp_path / "missing")
