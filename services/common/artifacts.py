@@ -271,9 +271,9 @@ class ArtifactStore:
         stats: list[tuple[str, int, int, int]] = []
         for rel, entry in sorted(files.items()):
             path = local / rel
-            if not path.is_file() or path.stat().st_size != int(entry["size"]):
+            st = path.stat() if path.is_file() else None
+            if st is None or st.st_size != int(entry["size"]):
                 raise DataLoss(f"artifact directory {uri}: file {rel} is missing or has the wrong size")
-            st = path.stat()
             stats.append((rel, st.st_ino, st.st_size, st.st_mtime_ns))
         fingerprint = (str(local.resolve()), manifest_sha, tuple(stats))
         if fingerprint in self._verified_dirs:

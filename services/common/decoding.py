@@ -52,6 +52,17 @@ class Prediction:
     prompt_tokens: int = 0
 
 
+def batch_contexts(inputs: Sequence[str], contexts: Sequence[str] | None) -> list[str]:
+    """One context per input ("" when none were given); refuses an oversized batch or a context
+    count that does not match the inputs."""
+    if len(inputs) > MAX_BATCH_INPUTS:
+        raise InvalidArgument(f"{len(inputs)} inputs in one request; the limit is {MAX_BATCH_INPUTS}")
+    given = list(contexts or [])
+    if given and len(given) != len(inputs):
+        raise InvalidArgument(f"{len(given)} contexts for {len(inputs)} inputs; give one per input or none")
+    return given or [""] * len(inputs)
+
+
 def json_complete(text: str) -> bool:
     """Whether ``text`` already holds one complete JSON value (an object or a list)."""
     match = _JSON_START.search(text)
@@ -320,12 +331,7 @@ class OnnxGenerator:
         """One ``Prediction`` per input (a batch runs as one padded batch)."""
         if not inputs:
             return []
-        if len(inputs) > MAX_BATCH_INPUTS:
-            raise InvalidArgument(f"{len(inputs)} inputs in one request; the limit is {MAX_BATCH_INPUTS}")
-        contexts = list(contexts or [])
-        if contexts and len(contexts) != len(inputs):
-            raise InvalidArgument(f"{len(contexts)} contexts for {len(inputs)} inputs; give one per input or none")
-        contexts = contexts or [""] * len(inputs)
+        contexts = batch_contexts(inputs, contexts)
         prompts = [self.encode_prompt(text, ctx) for text, ctx in zip(inputs, contexts)]
         limits = ([self._check_max_tokens(m) for m in max_tokens] if isinstance(max_tokens, (list, tuple))
                   else [self._check_max_tokens(max_tokens)] * len(inputs))

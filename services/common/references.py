@@ -24,11 +24,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote, urlparse
 
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, UnsafeModelError
+
+if TYPE_CHECKING:  # config imports this module (parse_roots)
+    from services.common.config import ServiceConfig
 
 # Weight files that are Python pickles: loading one can execute arbitrary code.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -67,6 +70,11 @@ class ModelReferences:
     store: ArtifactStore
     model_cache: Path
     roots: tuple[Path, ...] = field(default=())
+
+    @classmethod
+    def for_service(cls, store: ArtifactStore, config: ServiceConfig) -> ModelReferences:
+        """The resolver of one service process: its store, model cache and DISTILLERY_MODEL_ROOTS."""
+        return cls(store, Path(config.model_cache or config.home / "models"), config.model_roots)
 
     @property
     def allowed_roots(self) -> tuple[Path, ...]:

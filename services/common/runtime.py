@@ -8,7 +8,6 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from google.protobuf.message import Message
 
@@ -34,8 +33,7 @@ class ServiceContext:
     @property
     def references(self) -> ModelReferences:
         """The resolver every model/artifact reference of a request goes through."""
-        return ModelReferences(self.store, Path(self.config.model_cache or self.config.home / "models"),
-                               self.config.model_roots)
+        return ModelReferences.for_service(self.store, self.config)
 
 
 def build_context(config: ServiceConfig, max_concurrent_jobs: int = 1) -> ServiceContext:

@@ -437,8 +437,7 @@ def make_handler(config: ServiceConfig, client_factory: Callable[[str], Any] | N
         job = parse_request(ctx.request)
         test_path = ctx.store.local_path(job.test)  # a store artifact only, verified
         examples = load_test_examples(test_path, job.task, job.options.max_examples)
-        resolve = model_resolver(ModelReferences(ctx.store, Path(config.model_cache or config.home / "models"),
-                                                 config.model_roots))
+        resolve = model_resolver(ModelReferences.for_service(ctx.store, config))
         generator = config.peers.get("generator", "")
         answers = seed_outputs(ctx.store.local_path(job.seeds) if job.seeds is not None else None)
 

@@ -18,6 +18,7 @@ from services.common.decoding import (  # noqa: F401  (re-exported: serving's pu
     LabelTrie,
     OnnxGenerator,
     Prediction,
+    batch_contexts,
     eos_token_ids,
     intra_op_threads,
     json_complete,
@@ -93,12 +94,7 @@ class OnnxModelRuntime(ModelRuntime):
             raise FailedPrecondition(f"model {self.name} version {self.version} is not loaded")
         if not inputs:
             raise InvalidArgument("no inputs: send at least one input text")
-        if len(inputs) > MAX_BATCH_INPUTS:
-            raise InvalidArgument(f"{len(inputs)} inputs in one request; the limit is {MAX_BATCH_INPUTS}")
-        contexts = list(contexts or [])
-        if contexts and len(contexts) != len(inputs):
-            raise InvalidArgument(f"{len(contexts)} contexts for {len(inputs)} inputs; give one per input or none")
-        contexts = contexts or [""] * len(inputs)
+        contexts = batch_contexts(inputs, contexts)
         limit = generator._check_max_tokens(max_tokens)
         # Validate each input here, so that one bad input fails its own request, not a whole batch.
         for text, ctx in zip(inputs, contexts):

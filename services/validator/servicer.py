@@ -87,8 +87,7 @@ def run_validation(ctx: OperationContext, service: ServiceConfig) -> dict[str, A
 
     try:
         outcome = validate(spec, examples, out_dir, config, seeds=seeds, test=test, predictions=predictions,
-                           model_cache=service.model_cache, references=ModelReferences(ctx.store, Path(service.model_cache or service.home / "models"),
-                                                      service.model_roots),
+                           model_cache=service.model_cache, references=ModelReferences.for_service(ctx.store, service),
                            grader=grader, progress=progress,
                            check_cancelled=ctx.check_cancelled)
     finally:
