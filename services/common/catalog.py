@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from services.common import envs
 from services.common.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound, UnsafeModelError
 
 # Pickle weights (loading one can run arbitrary code): one list, beside the refusal every reference uses.
@@ -48,7 +49,7 @@ from services.common.references import PICKLE_SUFFIXES, refuse_pickle_weights
 # made by an older recipe are then rebuilt instead of being served stale.
 RECIPE_VERSION = 2
 MANIFEST = "MANIFEST.json"
-CACHE_ENV = "DISTILLERY_MODEL_CACHE"
+CACHE_ENV = envs.MODEL_CACHE.name
 
 
 Kind = Literal["gguf-package", "hub"]
@@ -203,10 +204,7 @@ def get_entry(name: str) -> CatalogEntry:
 
 def default_cache_dir() -> Path:
     """``$DISTILLERY_MODEL_CACHE``, else ``<repo>/.cache/models`` (gitignored), as the tests use."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[2] / ".cache" / "models"
+    return envs.MODEL_CACHE.get() or Path(__file__).resolve().parents[2] / ".cache" / "models"
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,46 +3,22 @@ ConfigMap sets the same names), so every service is configured the same way."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.common import envs
+from services.common.envs import DEFAULT_PORTS, SERVICES
 from services.common.errors import InvalidArgument
 from services.common.references import parse_roots
 
-# Default gRPC ports; metrics listen on port + 1000.
-DEFAULT_PORTS: dict[str, int] = {
-    "pipeline": 50050,
-    "generator": 50051,
-    "validator": 50052,
-    "trainer": 50053,
-    "evaluator": 50054,
-    "serving": 50055,
-}
-SERVICES: tuple[str, ...] = tuple(DEFAULT_PORTS)
-DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+__all__ = ["DEFAULT_PORTS", "SERVICES", "ClientSecurity", "ServiceConfig", "default_home"]
+DEFAULT_MAX_MESSAGE_BYTES: int = envs.MAX_MESSAGE_BYTES.default
 
 
-def default_home() -> Path:
-    """Where state lives when nothing is configured: ./.distillery in the working directory."""
-    return Path(os.environ.get("DISTILLERY_HOME", Path.cwd() / ".distillery")).resolve()
-
-
-def _int(env: dict[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidArgument(f"environment variable {name}={raw!r} is not an integer") from None
-
-
-def _client_auth(env: dict[str, str]) -> bool:
-    mode = (env.get("DISTILLERY_TLS_CLIENT_AUTH") or "none").lower()
-    if mode not in ("none", "require"):
-        raise InvalidArgument(f"DISTILLERY_TLS_CLIENT_AUTH={mode!r}: choose none or require")
-    return mode == "require"
+def default_home(env: Mapping[str, str] | None = None) -> Path:
+    """Where state lives: DISTILLERY_HOME, else ./.distillery in the working directory."""
+    return (envs.HOME.get(env) or Path.cwd() / ".distillery").resolve()
 
 
 @dataclass(frozen=True)
@@ -70,15 +46,12 @@ class ClientSecurity:
         return self.ca is not None
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> ClientSecurity:
-        env = dict(os.environ if env is None else env)
-        ca = env.get("DISTILLERY_TLS_CA") or env.get("DISTILLERY_TLS_CERT")
-        cert, key = env.get("DISTILLERY_TLS_CLIENT_CERT"), env.get("DISTILLERY_TLS_CLIENT_KEY")
-        if bool(cert) != bool(key):
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ClientSecurity:
+        cert, key = envs.TLS_CLIENT_CERT.get(env), envs.TLS_CLIENT_KEY.get(env)
+        if (cert is None) != (key is None):
             raise InvalidArgument("mutual TLS needs both DISTILLERY_TLS_CLIENT_CERT and DISTILLERY_TLS_CLIENT_KEY")
-        return cls(token=env.get("DISTILLERY_AUTH_TOKEN") or None, ca=Path(ca) if ca else None,
-                   client_cert=Path(cert) if cert else None, client_key=Path(key) if key else None,
-                   server_name=env.get("DISTILLERY_TLS_SERVER_NAME") or None)
+        return cls(token=envs.AUTH_TOKEN.get(env) or None, ca=envs.TLS_CA.get(env) or envs.TLS_CERT.get(env),
+                   client_cert=cert, client_key=key, server_name=envs.TLS_SERVER_NAME.get(env) or None)
 
 
 @dataclass
@@ -136,32 +109,25 @@ class ServiceConfig:
         return f"{self.host}:{self.port}"
 
     @classmethod
-    def from_env(cls, service: str, env: dict[str, str] | None = None) -> ServiceConfig:
-        env = dict(os.environ if env is None else env)
-        home = Path(env.get("DISTILLERY_HOME") or default_home()).resolve()
-        peers = {
-            name: env[f"DISTILLERY_{name.upper()}_ADDR"]
-            for name in SERVICES
-            if env.get(f"DISTILLERY_{name.upper()}_ADDR")
-        }
-        cert, key = env.get("DISTILLERY_TLS_CERT"), env.get("DISTILLERY_TLS_KEY")
+    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> ServiceConfig:
+        model_cache = envs.MODEL_CACHE.get(env)
         return cls(
             service=service,
-            host=env.get("DISTILLERY_HOST", "127.0.0.1"),
-            port=_int(env, "DISTILLERY_PORT", 0),
-            metrics_port=_int(env, "DISTILLERY_METRICS_PORT", 0),
-            home=home,
-            store_url=env.get("DISTILLERY_STORE_URL", ""),
-            db_url=env.get("DISTILLERY_DB_URL", ""),
-            auth_token=env.get("DISTILLERY_AUTH_TOKEN") or None,
-            tls_cert=Path(cert) if cert else None,
-            tls_key=Path(key) if key else None,
-            tls_require_client_cert=_client_auth(env),
+            host=envs.HOST.get(env),
+            port=envs.PORT.get(env),
+            metrics_port=envs.METRICS_PORT.get(env),
+            home=default_home(env),
+            store_url=envs.STORE_URL.get(env),
+            db_url=envs.DB_URL.get(env),
+            auth_token=envs.AUTH_TOKEN.get(env) or None,
+            tls_cert=envs.TLS_CERT.get(env),
+            tls_key=envs.TLS_KEY.get(env),
+            tls_require_client_cert=envs.TLS_CLIENT_AUTH.get(env) == "require",
             client_security=ClientSecurity.from_env(env),
-            max_message_bytes=_int(env, "DISTILLERY_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES),
-            max_workers=_int(env, "DISTILLERY_MAX_WORKERS", 16),
-            peers=peers,
-            device=env.get("DISTILLERY_DEVICE", "auto"),
-            model_cache=Path(env["DISTILLERY_MODEL_CACHE"]).resolve() if env.get("DISTILLERY_MODEL_CACHE") else None,
-            model_roots=parse_roots(env.get("DISTILLERY_MODEL_ROOTS", "")),
+            max_message_bytes=envs.MAX_MESSAGE_BYTES.get(env),
+            max_workers=envs.MAX_WORKERS.get(env),
+            peers={name: variable.get(env) for name, variable in envs.SERVICE_ADDR.items() if variable.is_set(env)},
+            device=envs.DEVICE.get(env),
+            model_cache=model_cache.resolve() if model_cache else None,
+            model_roots=parse_roots(envs.MODEL_ROOTS.get(env)),
         )

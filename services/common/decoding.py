@@ -17,7 +17,6 @@ Constraints (on by default, switched off per request with ``constrained=False``)
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,15 +26,16 @@ from typing import Any
 
 import numpy as np
 
+from services.common import envs
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.student_format import parse_answer, render_prompt
 from services.common.taskspec import TaskSpec
 
 DEFAULT_MAX_TOKENS = 256
 # Limits that turn an oversized request into INVALID_ARGUMENT instead of an out-of-memory.
-MAX_TOKENS_LIMIT = int(os.environ.get("DISTILLERY_SERVING_MAX_TOKENS", "1024"))
-MAX_INPUT_TOKENS = int(os.environ.get("DISTILLERY_SERVING_MAX_INPUT_TOKENS", "2048"))
-MAX_BATCH_INPUTS = int(os.environ.get("DISTILLERY_SERVING_MAX_INPUTS", "64"))
+MAX_TOKENS_LIMIT = envs.SERVING_MAX_TOKENS.get()
+MAX_INPUT_TOKENS = envs.SERVING_MAX_INPUT_TOKENS.get()
+MAX_BATCH_INPUTS = envs.SERVING_MAX_INPUTS.get()
 _END_MARKERS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|endoftext|>", "</s>")
 _JSON_START = re.compile(r"[\[{]")
 
@@ -142,11 +142,7 @@ def label_sequences(tokenizer: Any, labels: list[str]) -> list[list[int]]:
 
 def intra_op_threads() -> int:
     """DISTILLERY_SERVING_THREADS (0: ONNX Runtime's default, one per core)."""
-    raw = os.environ.get("DISTILLERY_SERVING_THREADS", "0")
-    try:
-        return max(0, int(raw))
-    except ValueError:
-        raise InvalidArgument(f"DISTILLERY_SERVING_THREADS={raw!r} is not an integer") from None
+    return max(0, envs.SERVING_THREADS.get())
 
 
 class OnnxGenerator:

@@ -5,12 +5,12 @@ servicer → handler → runtime)."""
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
+from services.common import envs
 from services.common.artifacts import ArtifactStore
 from services.common.config import ServiceConfig
 from services.common.jobs import JobRunner
@@ -63,7 +63,7 @@ def run_service(service: str,
                 result_types: dict[str, type[Message]],
                 max_concurrent_jobs: int = 1) -> None:
     """Entry point body of ``python -m services.<service>``: serve until SIGTERM."""
-    configure_logging(service, os.environ.get("DISTILLERY_LOG_LEVEL", "INFO"))
+    configure_logging(service, envs.LOG_LEVEL.get())
     config = ServiceConfig.from_env(service)
     server, _ = start_service(config, build, result_types, max_concurrent_jobs)
     server.wait_for_termination()

@@ -16,7 +16,6 @@ counted as malformed)."""
 from __future__ import annotations
 
 import logging
-import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common import envs
 from services.common.budget import answers_to_fit, budget_for
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.references import Kind, ModelReferences
@@ -169,11 +169,7 @@ def _torch_threads() -> int:
     """DISTILLERY_EVALUATOR_THREADS: torch intra-op threads for student candidates (0: torch's
     default). On a small shared CPU one thread is often several times faster than two that
     fight other processes for the cores."""
-    raw = os.environ.get("DISTILLERY_EVALUATOR_THREADS", "0")
-    try:
-        return max(0, int(raw))
-    except ValueError:
-        raise InvalidArgument(f"DISTILLERY_EVALUATOR_THREADS={raw!r} is not an integer") from None
+    return max(0, envs.EVALUATOR_THREADS.get())
 
 
 def _on_gpu(device: str) -> bool:

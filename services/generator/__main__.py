@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 
+from services.common import envs
 from services.common.runtime import ServiceContext, run_service
 from services.common.server import ServiceRegistration
 from services.generator.job import run_generation
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 def build(ctx: ServiceContext) -> list[ServiceRegistration]:
     teachers = TeacherPool(ctx.config.home, ctx.references)
     ctx.runner.register("generation", lambda op: run_generation(op, teachers.for_task))
-    if os.environ.get("DISTILLERY_GENERATOR_WARMUP", "0") == "1":
+    if envs.GENERATOR_WARMUP.get():
         # Start the default engine now, in the background, so the first request does not wait.
         def warm() -> None:
             try:

@@ -9,13 +9,13 @@ chats to /v1/chat/completions."""
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from services.common import envs
 from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
 from services.generator.backend import (
     Completion,
@@ -61,7 +61,7 @@ class OpenAIConfig:
         if mode not in ("structured_outputs", "response_format"):
             raise InvalidArgument(f"generation.structured_outputs must be structured_outputs or response_format, "
                                   f"got {mode!r}")
-        return cls(base_url=base_url.rstrip("/"), model=model, api_key=os.environ.get(key_env) or "EMPTY",
+        return cls(base_url=base_url.rstrip("/"), model=model, api_key=envs.secret(key_env) or "EMPTY",
                    concurrency=int(settings.get("concurrency", 8)), max_retries=int(settings.get("max_retries", 5)),
                    timeout=float(settings.get("timeout", 120.0)), structured_mode=mode)
 

@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from services.common import envs
 from services.common.errors import InvalidArgument
 from services.common.references import ModelReferences
 from services.common.taskspec import DEFAULT_TEACHER, TaskSpec
@@ -21,7 +21,7 @@ from services.generator.backend import Backend
 
 
 def default_teacher() -> str:
-    return os.environ.get("DISTILLERY_TEACHER") or DEFAULT_TEACHER
+    return envs.TEACHER.get() or DEFAULT_TEACHER
 
 
 def backend_kind(teacher: str, settings: dict[str, Any]) -> str:

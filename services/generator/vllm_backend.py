@@ -12,12 +12,12 @@ service does not need a restart."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from services.common import envs
 from services.common.errors import Unavailable
 from services.generator.backend import Completion, CompletionRequest, PromptInput, normalize_probabilities
 
@@ -33,13 +33,15 @@ STRUCTURED_OUTPUTS_CONFIG: dict[str, Any] = {"backend": "xgrammar", "disable_any
 
 def prepare_environment(home: Path) -> None:
     """Environment vLLM reads at import time; call before the first ``import vllm``."""
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", os.environ.get("DISTILLERY_VLLM_KVCACHE_GIB", "2"))
-    os.environ.setdefault("VLLM_CACHE_ROOT", str(home / "cache" / "vllm"))
-    os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
-    os.environ.setdefault("VLLM_DO_NOT_TRACK", "1")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are local paths; never reach for a hub
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    envs.set_defaults({
+        "VLLM_CPU_KVCACHE_SPACE": envs.VLLM_KVCACHE_GIB.get(),
+        "VLLM_CACHE_ROOT": str(home / "cache" / "vllm"),
+        "VLLM_NO_USAGE_STATS": "1",
+        "VLLM_DO_NOT_TRACK": "1",
+        "HF_HUB_OFFLINE": "1",  # weights are local paths; never reach for a hub
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    })
 
 
 def default_dtype() -> str:
@@ -57,9 +59,11 @@ class VllmBackend:
         self.model_path = Path(model_path)
         self.name = name
         self.home = home
-        self.max_model_len = max_model_len or int(os.environ.get("DISTILLERY_VLLM_MAX_MODEL_LEN", "4096"))
+        self.max_model_len = max_model_len or envs.VLLM_MAX_MODEL_LEN.get()
         self.seed = seed
-        self.dtype = dtype or os.environ.get("DISTILLERY_VLLM_DTYPE") or ""
+        self.dtype = dtype or envs.VLLM_DTYPE.get()
+        # One engine across this many GPUs; the GPU overlay gives the pod as many.
+        self.tensor_parallel_size = envs.VLLM_TENSOR_PARALLEL_SIZE.get()
         self._llm: Any = None
         self._tokenizer: Any = None
         self._start_lock = threading.Lock()
@@ -82,7 +86,8 @@ class VllmBackend:
                 self._llm = LLM(model=str(self.model_path), tokenizer=str(self.model_path),
                                 dtype=self.dtype or default_dtype(), max_model_len=self.max_model_len,
                                 seed=self.seed, enable_prefix_caching=True,
-                                enforce_eager=os.environ.get("DISTILLERY_VLLM_EAGER", "1") == "1",
+                                enforce_eager=envs.VLLM_EAGER.get(),
+                                tensor_parallel_size=self.tensor_parallel_size,
                                 structured_outputs_config=STRUCTURED_OUTPUTS_CONFIG,
                                 **self._scheduler_options())
                 self._tokenizer = self._llm.get_tokenizer()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -17,9 +16,10 @@ from typing import Any
 import grpc
 from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc, serving_pb2, serving_pb2_grpc
 
+from services.common import envs
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.client import OperationsClient, open_channel, operation_metadata
-from services.common.config import DEFAULT_PORTS, ClientSecurity, default_home
+from services.common.config import ClientSecurity, default_home
 from services.common.convert import artifact_to_proto, struct_from, task_to_proto
 from services.common.errors import DistilleryError
 from services.common.jsonl import dumps
@@ -42,12 +42,12 @@ def _home() -> Path:
 
 
 def _address(service: str) -> str:
-    return os.environ.get(f"DISTILLERY_{service.upper()}_ADDR", f"127.0.0.1:{DEFAULT_PORTS[service]}")
+    return envs.SERVICE_ADDR[service].get()
 
 
 def _security() -> ClientSecurity:
     """Token and TLS from the environment, else from ``distillery up --secure`` on this home."""
-    return ClientSecurity.from_env(client_env(_home(), dict(os.environ)))
+    return ClientSecurity.from_env(client_env(_home(), envs.snapshot()))
 
 
 def _channel(service: str) -> grpc.Channel:
@@ -56,7 +56,7 @@ def _channel(service: str) -> grpc.Channel:
 
 def _store() -> ArtifactStore:
     home = _home()
-    return ArtifactStore(os.environ.get("DISTILLERY_STORE_URL") or (home / "store").as_uri(),
+    return ArtifactStore(envs.STORE_URL.get() or (home / "store").as_uri(),
                          cache_dir=home / "cache" / "artifacts")
 
 
@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
         return 0
     except (CliError, DistilleryError) as exc:
-        if os.environ.get("DISTILLERY_DEBUG"):
+        if envs.DEBUG.get():
             raise
         print(f"distillery: {exc}", file=sys.stderr)
         return 1

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 import re
 import shlex
 import time
@@ -30,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from services.common import envs
 from services.common.errors import (
     AlreadyExists,
     DistilleryError,
@@ -297,9 +297,8 @@ def parse_node_selector(text: str) -> dict[str, str]:
 
 def default_namespace() -> str:
     """DISTILLERY_K8S_NAMESPACE (set by the Deployments), else the pod's own namespace, else distillery."""
-    env = os.environ.get("DISTILLERY_K8S_NAMESPACE")
-    if env:
-        return env
+    if envs.K8S_NAMESPACE.is_set():
+        return envs.K8S_NAMESPACE.get()
     try:
         return _SA_NAMESPACE_FILE.read_text().strip() or "distillery"
     except OSError:
@@ -531,7 +530,7 @@ def _load_api_client() -> ApiClient:
     from kubernetes.config.config_exception import ConfigException
 
     try:
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if envs.KUBERNETES_SERVICE_HOST.is_set():
             config.load_incluster_config()
         else:
             config.load_kube_config()

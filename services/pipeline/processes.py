@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common import envs
 from services.common.client import health_status, open_channel
-from services.common.config import DEFAULT_PORTS, SERVICES, ClientSecurity
+from services.common.config import SERVICES, ClientSecurity
 from services.common.errors import FailedPrecondition, Unavailable
 from services.pipeline.local_security import SECURE_FILE, ensure_local_security
 
@@ -33,9 +34,9 @@ class ServiceProcess:
 
 def interpreter(service: str) -> Path:
     env_name = SERVICE_ENV[service]
-    override = os.environ.get(f"DISTILLERY_{env_name.upper()}_PYTHON")
+    override = envs.PYTHON[env_name].get()
     if override:
-        return Path(override)
+        return override
     candidate = REPO / ".venvs" / env_name / "bin" / "python"
     if candidate.exists():
         return candidate
@@ -53,7 +54,7 @@ class LocalCluster:
         self.home = home
         self.run_dir = home / "run"
         self.log_dir = home / "logs"
-        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.base_env = envs.snapshot() if base_env is None else dict(base_env)
         if secure or (home / "tls" / SECURE_FILE).is_file():
             self.base_env.update(ensure_local_security(home))
         self.security = ClientSecurity.from_env(self.base_env)
@@ -62,15 +63,15 @@ class LocalCluster:
         env = dict(self.base_env)
         env.update({
             "DISTILLERY_HOME": str(self.home),
-            "DISTILLERY_PORT": env.get(f"DISTILLERY_{service.upper()}_PORT", str(DEFAULT_PORTS[service])),
-            "DISTILLERY_MODEL_CACHE": env.get("DISTILLERY_MODEL_CACHE", str(REPO / ".cache" / "models")),
+            "DISTILLERY_PORT": str(envs.SERVICE_PORT[service].get(env)),
+            "DISTILLERY_MODEL_CACHE": str(envs.MODEL_CACHE.get(env) or REPO / ".cache" / "models"),
             "PYTHONUNBUFFERED": "1",
         })
         env.pop("DISTILLERY_METRICS_PORT", None)
         return env
 
     def address(self, service: str) -> str:
-        return self.base_env.get(f"DISTILLERY_{service.upper()}_ADDR", f"127.0.0.1:{DEFAULT_PORTS[service]}")
+        return envs.SERVICE_ADDR[service].get(self.base_env)
 
     def _pid(self, service: str) -> int | None:
         path = self.run_dir / f"{service}.pid"

@@ -4,7 +4,6 @@ the assembly of the serving process: model repository + OIP v2 + typed RPC + HTT
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +12,7 @@ import grpc
 from distillery.v1 import common_pb2, serving_pb2, serving_pb2_grpc
 from inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 
+from services.common import envs
 from services.common.artifacts import MANIFEST, Artifact
 from services.common.convert import TASK_TYPE_TO_PROTO, dict_to_message, message_to_dict, task_from_proto
 from services.common.errors import InvalidArgument
@@ -167,15 +167,15 @@ def build(ctx: ServiceContext, http_port: int | None = None) -> list[ServiceRegi
     from services.serving.http_gateway import HttpGateway
 
     repository = ModelRepository(ctx.config.home / "serving" / "models.json",
-                                 max_batch=int(os.environ.get("DISTILLERY_SERVING_MAX_BATCH", "8")),
-                                 max_wait_ms=float(os.environ.get("DISTILLERY_SERVING_BATCH_WAIT_MS", "5")),
-                                 max_queue=int(os.environ.get("DISTILLERY_SERVING_MAX_QUEUE", "256")))
+                                 max_batch=envs.SERVING_MAX_BATCH.get(),
+                                 max_wait_ms=envs.SERVING_BATCH_WAIT_MS.get(),
+                                 max_queue=envs.SERVING_MAX_QUEUE.get())
     restored = repository.restore()
     if restored:
         log.info("reloaded models: %s", ", ".join(restored))
     ctx.runner.register("export", export_handler(repository, ctx.references))
-    explicit = http_port is not None or bool(os.environ.get("DISTILLERY_HTTP_PORT"))
-    port = http_port if http_port is not None else int(os.environ.get("DISTILLERY_HTTP_PORT") or "8000")
+    explicit = http_port is not None or envs.HTTP_PORT.is_set()
+    port = http_port if http_port is not None else envs.HTTP_PORT.get()
     gateway = None
     if port >= 0:
         try:

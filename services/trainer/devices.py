@@ -10,13 +10,13 @@ import ctypes
 import ctypes.util
 import gc
 import logging
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common import envs
+from services.common.errors import FailedPrecondition
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,7 @@ class Runtime:
 
 def launcher_env() -> tuple[int, int, int]:
     """(world_size, rank, local_rank) as a torchrun-style launcher set them."""
-    def read(name: str, default: int) -> int:
-        raw = os.environ.get(name, "")
-        try:
-            return int(raw) if raw else default
-        except ValueError:
-            raise InvalidArgument(f"environment variable {name}={raw!r} is not an integer") from None
-
-    return read("WORLD_SIZE", 1), read("RANK", 0), read("LOCAL_RANK", 0)
+    return envs.WORLD_SIZE.get(), envs.RANK.get(), envs.LOCAL_RANK.get()
 
 
 def setup_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import signal
 import sys
 import threading
@@ -25,6 +24,7 @@ from typing import Any
 from distillery.v1 import trainer_pb2
 from google.protobuf import json_format
 
+from services.common import envs
 from services.common.artifacts import ArtifactStore
 from services.common.config import ServiceConfig
 from services.common.convert import message_to_dict
@@ -92,13 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store-only", action="store_true",
                         help="refuse a train.uri outside the artifact store (by default a local file path is allowed)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("DISTILLERY_LOG_LEVEL", "INFO"), stream=sys.stderr,
+    logging.basicConfig(level=envs.LOG_LEVEL.get(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _, rank, _ = launcher_env()
     try:
         request = load_request(args.request)
         config = ServiceConfig.from_env("trainer")
-        store_url = args.store or os.environ.get("DISTILLERY_STORE_URL") or (args.out / "store").resolve().as_uri()
+        store_url = args.store or envs.STORE_URL.get() or (args.out / "store").resolve().as_uri()
         store = ArtifactStore(store_url, cache_dir=args.out / "cache")
         ctx = CliContext(request, args.out, store, rank)
         signal.signal(signal.SIGTERM, lambda *_: ctx.stop.set())

@@ -411,7 +411,7 @@ def test_cpu_overlay_fits_a_small_node(render: Render) -> None:
     assert images["distillery-generator"].endswith(":0.1.0-cpu")
     assert images["distillery-trainer"].endswith(":0.1.0-cpu")
     data = find(objs, "ConfigMap", "distillery-config")["data"]
-    assert float(data["VLLM_CPU_KVCACHE_SPACE"]) > 0
+    assert float(data["DISTILLERY_VLLM_KVCACHE_GIB"]) > 0
     assert data["DISTILLERY_DEVICE"] == "cpu"
     assert "VLLM_CPU_OMP_THREADS_BIND" not in data
     total_cpu = sum(
