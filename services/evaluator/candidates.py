@@ -25,6 +25,7 @@ from typing import Any
 
 from services.common import envs
 from services.common.budget import answers_to_fit, budget_for
+from services.common.enums import ModelFormat
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.references import Kind, ModelReferences
 from services.common.student_format import parse_answer, render_prompt
@@ -55,7 +56,7 @@ class CandidateSpec:
     name: str
     kind: str                      # TEACHER | STUDENT | ONNX
     model_uri: str = ""
-    model_format: str = ""         # "MODEL_FORMAT_PEFT_ADAPTER", ...
+    model_format: str = ""         # a ModelFormat name, or "" (from the files)
     model_base: str = ""
     endpoint: str = ""
 
@@ -222,7 +223,7 @@ class HFStudentCandidate(Candidate):
             self._threads_before = torch.get_num_threads()
             torch.set_num_threads(threads)
         path = self._resolve(self.spec.model_uri, f"candidate {self.name}: model.uri", "directory")
-        is_adapter = self.spec.model_format == "MODEL_FORMAT_PEFT_ADAPTER" or (path / "adapter_config.json").exists()
+        is_adapter = self.spec.model_format == ModelFormat.PEFT_ADAPTER or (path / "adapter_config.json").exists()
         base_path = (self._resolve(self.spec.model_base, f"candidate {self.name}: model.base", "checkpoint")
                      if is_adapter and self.spec.model_base else path)
         if is_adapter and base_path == path:
@@ -422,7 +423,7 @@ def build_candidate(spec: CandidateSpec, task: TaskSpec, options: EvalOptions, *
     candidate: Candidate
     if spec.kind == TEACHER:
         candidate = TeacherCandidate(spec, task, options, client_factory, generator_endpoint, seeds)
-    elif spec.kind == ONNX or spec.model_format == "MODEL_FORMAT_ONNX":
+    elif spec.kind == ONNX or spec.model_format == ModelFormat.ONNX:
         candidate = OnnxStudentCandidate(spec, task, options, resolve)
     elif spec.kind == STUDENT:
         candidate = HFStudentCandidate(spec, task, options, resolve, device)

@@ -24,6 +24,7 @@ from distillery.v1 import common_pb2
 from services.common.artifacts import Artifact
 from services.common.config import ServiceConfig
 from services.common.convert import dict_to_message, task_from_proto
+from services.common.enums import CandidateKind
 from services.common.errors import (
     Cancelled,
     DistilleryError,
@@ -54,7 +55,7 @@ from services.evaluator.metrics.qa import JUDGE_CHOICES, judge_prompt, judge_ver
 log = logging.getLogger(__name__)
 
 KIND = "evaluate"
-_KINDS = {"CANDIDATE_KIND_TEACHER": TEACHER, "CANDIDATE_KIND_STUDENT": STUDENT, "CANDIDATE_KIND_ONNX": ONNX}
+_KINDS = {CandidateKind.TEACHER: TEACHER, CandidateKind.STUDENT: STUDENT, CandidateKind.ONNX: ONNX}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _QA = ("qa-open-book", "qa-closed-book")
 

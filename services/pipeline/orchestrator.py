@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from services.common.artifacts import Artifact
+from services.common.enums import CandidateKind, ModelFormat, Quantization, quantization
 from services.common.errors import Cancelled, DistilleryError, FailedPrecondition, InvalidArgument
 from services.common.jobs import OperationContext
 from services.common.taskspec import TaskSpec
@@ -333,14 +334,14 @@ class DistillationRunner:
         students need not score the teacher again)."""
         merged = self._artifact("train", "merged")
         candidates = [
-            {"name": "teacher", "kind": "CANDIDATE_KIND_TEACHER", "model": {"uri": self.spec.teacher}},
-            {"name": "student", "kind": "CANDIDATE_KIND_STUDENT", "model": {"uri": merged["uri"], "format": "MODEL_FORMAT_HF"}},
-            {"name": "base-student", "kind": "CANDIDATE_KIND_STUDENT", "model": {"uri": self.spec.student}},
+            {"name": "teacher", "kind": CandidateKind.TEACHER, "model": {"uri": self.spec.teacher}},
+            {"name": "student", "kind": CandidateKind.STUDENT, "model": {"uri": merged["uri"], "format": ModelFormat.HF}},
+            {"name": "base-student", "kind": CandidateKind.STUDENT, "model": {"uri": self.spec.student}},
         ]
         if self.state.stage("train_seed_only").state == SUCCEEDED:
             seed_only = self._artifact("train_seed_only", "merged")
-            candidates.append({"name": "seed-only-student", "kind": "CANDIDATE_KIND_STUDENT",
-                               "model": {"uri": seed_only["uri"], "format": "MODEL_FORMAT_HF"}})
+            candidates.append({"name": "seed-only-student", "kind": CandidateKind.STUDENT,
+                               "model": {"uri": seed_only["uri"], "format": ModelFormat.HF}})
         wanted = self.settings.get("evaluation", {}).get("candidates")
         if wanted is None:
             return candidates
@@ -413,15 +414,15 @@ class DistillationRunner:
         if self._skip_unless_deploying("export"):
             return
         serving = self.settings.get("serving", {})
-        quantizations = [f"QUANTIZATION_{q.upper()}" for q in serving.get("quantizations", ["int8"])]
+        quantizations = [quantization(q) for q in serving.get("quantizations", ["int8"])]
         trained = self._deployed_training_stage()
         request = {"task": task_request(self.spec),
-                   "model": {"uri": self._artifact(trained, "merged")["uri"], "format": "MODEL_FORMAT_HF"},
+                   "model": {"uri": self._artifact(trained, "merged")["uri"], "format": ModelFormat.HF},
                    "quantizations": quantizations, "min_parity": float(serving.get("min_parity", 0.9)),
                    "model_name": self.spec.name, "model_version": self.ctx.record.short_id}
         adapter = self.state.stage(trained).artifacts.get("adapter")  # none after full fine-tuning
         if adapter:
-            request["adapter"] = {"uri": adapter["uri"], "format": "MODEL_FORMAT_PEFT_ADAPTER"}
+            request["adapter"] = {"uri": adapter["uri"], "format": ModelFormat.PEFT_ADAPTER}
         parity = self._parity_inputs()
         if parity is not None:
             request["parity_inputs"] = parity
@@ -459,14 +460,14 @@ class DistillationRunner:
         passed), else the most compressed accepted one, else fp32."""
         variants = self.state.stage("export").summary.get("variants", [])
         accepted = [v.get("quantization", "") for v in variants if v.get("accepted")]
-        wanted_name = f"QUANTIZATION_{'NONE' if wanted in ('fp32', 'none') else wanted.upper()}"
-        for name in (wanted_name, "QUANTIZATION_INT8", "QUANTIZATION_INT4", "QUANTIZATION_NONE"):
+        wanted_name = quantization(wanted)
+        for name in (wanted_name, Quantization.INT8, Quantization.INT4, Quantization.NONE):
             if name in accepted:
                 if name != wanted_name:
                     log.info("serving %s instead of %s: the export refused %s (parity below serving.min_parity)",
                              name, wanted_name, wanted_name)
                 return name
-        return "QUANTIZATION_NONE"
+        return Quantization.NONE
 
     def deploy(self) -> None:
         if self._skip_unless_deploying("deploy"):
@@ -475,9 +476,9 @@ class DistillationRunner:
         stage = self.state.stage("deploy")
         stage.state = RUNNING
         self._save()
-        quantization = self._served_variant(str(serving.get("serve", "int8")))
+        served = self._served_variant(str(serving.get("serve", "int8")))
         response = self.workers.call("serving", "LoadModel", {
             "name": self.spec.name, "version": self.ctx.record.short_id, "bundle": self._artifact("export", "bundle"),
-            "quantization": quantization, "task": task_request(self.spec)})
+            "quantization": served, "task": task_request(self.spec)})
         self.state.served_model = f"{self.spec.name}:{self.ctx.record.short_id}"
         self._finish("deploy", {}, {"model": response.get("model", {})})

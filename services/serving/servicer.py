@@ -15,6 +15,7 @@ from inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from services.common import envs
 from services.common.artifacts import MANIFEST, Artifact
 from services.common.convert import TASK_TYPE_TO_PROTO, dict_to_message, message_to_dict, task_from_proto
+from services.common.enums import quantization, short_name
 from services.common.errors import InvalidArgument
 from services.common.jobs import OperationContext
 from services.common.operations_servicer import record_to_operation
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 RESULT_TYPES = {"export": serving_pb2.ExportResult}
 QUANT_FROM_PROTO = {serving_pb2.QUANTIZATION_UNSPECIFIED: "none", serving_pb2.QUANTIZATION_NONE: "none",
                     serving_pb2.QUANTIZATION_INT8: "int8", serving_pb2.QUANTIZATION_INT4: "int4"}
-QUANT_TO_NAME = {"none": "QUANTIZATION_NONE", "int8": "QUANTIZATION_INT8", "int4": "QUANTIZATION_INT4"}
 QUANT_TO_PROTO = {"none": serving_pb2.QUANTIZATION_NONE, "int8": serving_pb2.QUANTIZATION_INT8,
                   "int4": serving_pb2.QUANTIZATION_INT4}
 
@@ -105,8 +105,7 @@ def export_handler(repository: ModelRepository, references: ModelReferences):
         adapter_ref = req.get("adapter") or {}
         adapter = references.resolve(Artifact.from_dict(adapter_ref), "adapter.uri", "adapter") \
             if adapter_ref.get("uri") else None
-        quantizations = [{"QUANTIZATION_INT8": "int8", "QUANTIZATION_INT4": "int4"}.get(str(q), "none")
-                         for q in req.get("quantizations", [])]
+        quantizations = [short_name(str(q)) for q in req.get("quantizations", [])]
         parity_ref = (req.get("parity_inputs") or {}).get("uri")
         parity_inputs = (load_parity_inputs(references.resolve(Artifact.from_dict(req["parity_inputs"]),
                                                                "parity_inputs.uri", "file"))
@@ -132,7 +131,7 @@ def export_handler(repository: ModelRepository, references: ModelReferences):
         card = op.store.put_bytes(op.output_key("MODEL_CARD.md"), op.store.read_bytes(f"{key}/MODEL_CARD.md"))
         variants = []
         for v in outcome.variants:
-            entry: dict[str, Any] = {"quantization": QUANT_TO_NAME[v.quantization],
+            entry: dict[str, Any] = {"quantization": quantization(v.quantization),
                                      "parity": v.parity["agreement"], "accepted": v.accepted, "reason": v.reason}
             if v.accepted:
                 rel = f"{VARIANT_DIRS[v.quantization]}/model.onnx"

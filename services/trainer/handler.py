@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.atomic import write_json_atomic
 from services.common.convert import task_from_proto
+from services.common.enums import ModelFormat
 from services.common.errors import InvalidArgument
 from services.common.references import ModelReferences
 from services.common.taskspec import TaskSpec
@@ -170,7 +171,7 @@ def run_training(ctx: JobContext, references: ModelReferences, device: str = "au
         teardown_runtime(runtime)
 
     result: dict[str, Any] = {
-        "merged": {"uri": merged_art.uri, "format": "MODEL_FORMAT_HF", "base": base_ref},
+        "merged": {"uri": merged_art.uri, "format": ModelFormat.HF, "base": base_ref},
         "merged_artifact": merged_art.to_dict(),
         "metrics": metrics_art.to_dict(),
         "steps": outcome.steps,
@@ -180,7 +181,7 @@ def run_training(ctx: JobContext, references: ModelReferences, device: str = "au
         "device": runtime.describe(),
     }
     if adapter_art is not None:
-        result["adapter"] = {"uri": adapter_art.uri, "format": "MODEL_FORMAT_PEFT_ADAPTER", "base": base_ref}
+        result["adapter"] = {"uri": adapter_art.uri, "format": ModelFormat.PEFT_ADAPTER, "base": base_ref}
         result["adapter_artifact"] = adapter_art.to_dict()
     write_json_atomic(done_file, result)
     # the store holds the outputs now; the local copies and the checkpoints are only disk

@@ -93,7 +93,17 @@ def _student(name: str = "base-student") -> evaluator_pb2.Candidate:
 
 
 @pytest.mark.slow
+def test_missing_candidate_path_is_refused_before_a_job_is_queued(evaluator: dict, tmp_path: Path) -> None:
+    missing = evaluator_pb2.Candidate(name="missing-student", kind=evaluator_pb2.CANDIDATE_KIND_STUDENT,
+                                      model=common_pb2.ModelRef(uri=str(tmp_path / "nothing-here")))
+    with pytest.raises(grpc.RpcError) as refused:
+        _evaluate(evaluator, [_student(), missing])
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "candidates[1] (missing-student): model.uri" in refused.value.details()
+
+
 def test_base_student_and_a_broken_candidate(evaluator: dict, tmp_path: Path) -> None:
+    (tmp_path / "no-such-model").mkdir()  # there, but no model in it: the candidate fails to load
     broken = evaluator_pb2.Candidate(name="missing-student", kind=evaluator_pb2.CANDIDATE_KIND_STUDENT,
                                      model=common_pb2.ModelRef(uri=str(tmp_path / "no-such-model")))
     result = _evaluate(evaluator, [_student(), broken])
