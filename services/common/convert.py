@@ -11,6 +11,7 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
 from services.common.artifacts import Artifact
+from services.common.errors import InvalidArgument
 from services.common.taskspec import TaskSpec, Tool
 
 TASK_TYPE_TO_PROTO = {
@@ -59,8 +60,6 @@ def schema_json(schema: dict[str, Any] | None) -> str:
 
 
 def schema_from_json(text: str, field: str) -> dict[str, Any]:
-    from services.common.errors import InvalidArgument
-
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -132,6 +131,15 @@ def task_from_proto(message: common_pb2.TaskSpec) -> TaskSpec:
         student=message.student.uri or TaskSpec.__dataclass_fields__["student"].default,
         settings=struct_to_dict(message.settings),
     )
+
+
+def task_from_record(data: dict[str, Any]) -> TaskSpec:
+    """A TaskSpec from its proto-JSON form, as a job record persists it. Strict: a key the proto
+    does not have is an error naming it, not silently dropped."""
+    try:
+        return task_from_proto(json_format.ParseDict(data, common_pb2.TaskSpec()))
+    except json_format.ParseError as exc:
+        raise InvalidArgument(f"task: {exc}") from None
 
 
 def message_to_dict(message: Message) -> dict[str, Any]:

@@ -86,6 +86,11 @@ class _EdgeInterceptor(grpc.ServerInterceptor):
     def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         metrics = self.metrics
 
+        def finished(code: str, start: float) -> None:
+            metrics.in_flight.dec()
+            metrics.requests.labels(method, code).inc()
+            metrics.latency.labels(method).observe(time.perf_counter() - start)
+
         def unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
             def run(request: Any, context: grpc.ServicerContext) -> Any:
                 start, code = time.perf_counter(), "OK"
@@ -98,9 +103,7 @@ class _EdgeInterceptor(grpc.ServerInterceptor):
                         raise
                     _abort_for(exc, context, method)
                 finally:
-                    metrics.in_flight.dec()
-                    metrics.requests.labels(method, code).inc()
-                    metrics.latency.labels(method).observe(time.perf_counter() - start)
+                    finished(code, start)
             return run
 
         def streaming(behavior: Callable[..., Any]) -> Callable[..., Any]:
@@ -115,9 +118,7 @@ class _EdgeInterceptor(grpc.ServerInterceptor):
                         raise
                     _abort_for(exc, context, method)
                 finally:
-                    metrics.in_flight.dec()
-                    metrics.requests.labels(method, code).inc()
-                    metrics.latency.labels(method).observe(time.perf_counter() - start)
+                    finished(code, start)
             return run
 
         kwargs = {"request_deserializer": handler.request_deserializer,

@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distillery.v1 import common_pb2
-
 from services.common.artifacts import Artifact
 from services.common.config import ServiceConfig
-from services.common.convert import dict_to_message, task_from_proto
+from services.common.convert import task_from_record
 from services.common.enums import CandidateKind
 from services.common.errors import (
     Cancelled,
@@ -74,7 +72,7 @@ def parse_request(request: dict[str, Any]) -> EvaluationJob:
     with the field named for anything missing or wrong."""
     if not request.get("task"):
         raise InvalidArgument("task is missing")
-    task = task_from_proto(dict_to_message(request["task"], common_pb2.TaskSpec()))
+    task = task_from_record(request["task"])
     test = request.get("test") or {}
     if not test.get("uri"):
         raise InvalidArgument("test is missing: give the ArtifactRef of test.jsonl")

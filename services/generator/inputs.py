@@ -14,13 +14,12 @@ from services.common.taskspec import Example, TaskSpec, parse_examples
 
 def task_from_request(task: dict[str, Any] | None) -> TaskSpec:
     """The request's TaskSpec (as persisted: a proto-field-name dict) → TaskSpec."""
-    from distillery.v1 import common_pb2
 
-    from services.common.convert import dict_to_message, task_from_proto
+    from services.common.convert import task_from_record
 
     if not task:
         raise InvalidArgument("task is missing: send the TaskSpec (type, description, labels/schema/tools)")
-    spec = task_from_proto(dict_to_message(task, common_pb2.TaskSpec()))
+    spec = task_from_record(task)
     check_task(spec)
     return spec
 

@@ -59,7 +59,7 @@ def max_candidates(target: int) -> int:
 
 
 @dataclass
-class JobState:
+class GenerationState:
     next_index: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -69,7 +69,7 @@ class JobState:
         write_json_atomic(path, asdict(self), indent=None)
 
     @classmethod
-    def load(cls, path: Path) -> JobState:
+    def load(cls, path: Path) -> GenerationState:
         if not path.exists():
             return cls()
         try:
@@ -82,7 +82,7 @@ class JobState:
 class Progress:
     """What was on disk when the job (re)started."""
 
-    state: JobState
+    state: GenerationState
     rows: list[dict[str, Any]]
     rejected: int
     seen: dict[str, str] = field(default_factory=dict)
@@ -97,7 +97,7 @@ def recover(work_dir: Path, seeds: list[Example]) -> Progress:
     examples_path, rejected_path = work_dir / EXAMPLES, work_dir / REJECTED
     for path in (examples_path, rejected_path):
         repair_tail(path)
-    state = JobState.load(work_dir / STATE)
+    state = GenerationState.load(work_dir / STATE)
     rows = read_jsonl(examples_path) if examples_path.exists() else []
     last = max((_index(r) for r in rows), default=-1)
     state.next_index = max(state.next_index, last + 1)

@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from distillery.v1 import generator_pb2, generator_pb2_grpc
 
+from services.common import envs
 from services.common.artifacts import ArtifactStore
 from services.common.convert import message_to_dict, task_from_proto
 from services.common.errors import InvalidArgument
 from services.common.jobs import JobRunner
 from services.common.operations_servicer import record_to_operation
+from services.common.runtime import ServiceContext
 from services.common.server import ServiceRegistration
 from services.generator.backend import CompletionRequest, Constraint, PromptInput
 from services.generator.inputs import check_task, examples_from_request, load_seeds
+from services.generator.job import run_generation
 from services.generator.labeling import label_examples
 from services.generator.settings import GenerationSettings
 from services.generator.teachers import TeacherPool, default_teacher
 
+log = logging.getLogger(__name__)
 RESULT_TYPES = {"generation": generator_pb2.GenerationResult}
 MAX_PROMPTS = 4096
 
@@ -130,3 +136,18 @@ def generator_registrations(servicer: GeneratorServicer) -> list[ServiceRegistra
     name = generator_pb2.DESCRIPTOR.services_by_name["GeneratorService"].full_name
     return [ServiceRegistration(name, lambda server: generator_pb2_grpc.add_GeneratorServiceServicer_to_server(
         servicer, server))]
+
+
+def build(ctx: ServiceContext) -> list[ServiceRegistration]:
+    teachers = TeacherPool(ctx.config.home, ctx.references)
+    ctx.runner.register("generation", lambda op: run_generation(op, teachers.for_task))
+    if envs.GENERATOR_WARMUP.get():
+        # Start the default engine now, in the background, so the first request does not wait.
+        def warm() -> None:
+            try:
+                backend = teachers.default()
+                getattr(backend, "warm_up", lambda: None)()
+            except Exception:
+                log.exception("warming up the default teacher failed")
+        threading.Thread(target=warm, name="teacher-warmup", daemon=True).start()
+    return generator_registrations(GeneratorServicer(ctx.runner, ctx.store, teachers, ctx.config.home))

@@ -9,7 +9,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,22 @@ def _submit(bundle: TaskBundle, overrides: dict[str, Any]) -> str:
     return operation.name
 
 
+def _watch(ops: OperationsClient, name: str) -> Iterator[Any]:
+    """The operation's metadata at every change until it is done; a pipeline that restarts
+    (UNAVAILABLE) resumes the job, so watching goes on."""
+    while True:
+        try:
+            for operation in ops.watch(name, interval=1.0):
+                yield operation_metadata(operation)
+                if operation.done:
+                    return
+            return
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                raise CliError(f"pipeline: {exc.details()}") from None
+            time.sleep(2)
+
+
 def follow_lines(name: str, interval: float = 30.0) -> pipeline_pb2.Job:
     """Progress as plain lines (stdout is not a terminal): one per stage transition and one every
     ``interval`` seconds; returns the Job."""
@@ -175,18 +191,8 @@ def follow_lines(name: str, interval: float = 30.0) -> pipeline_pb2.Job:
     ops = OperationsClient(channel)
     stub = pipeline_pb2_grpc.PipelineServiceStub(channel)
     lines = LineProgress(STAGES, sys.stdout, interval=interval)
-    while True:
-        try:
-            for operation in ops.watch(name, interval=1.0):
-                meta = operation_metadata(operation)
-                lines.update(meta.message, dict(meta.counters))
-                if operation.done:
-                    break
-            break
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                raise CliError(f"pipeline: {exc.details()}") from None
-            time.sleep(2)  # the pipeline restarts: it resumes the job, so keep watching
+    for meta in _watch(ops, name):
+        lines.update(meta.message, dict(meta.counters))
     job = _rpc(lambda: stub.GetJob(pipeline_pb2.GetJobRequest(name=name), timeout=30), "pipeline")
     lines.finish(job.state, {s.name: plain_stage_state(pipeline_pb2.StageState.Name(s.state)) for s in job.stages})
     return job
@@ -205,27 +211,16 @@ def follow(name: str, quiet: bool = False) -> pipeline_pb2.Job:
     with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=quiet) as progress:
         bars = {stage: progress.add_task(stage, total=None, info="", start=False) for stage in STAGES}
-        operation = None
-        while True:
-            try:
-                for operation in ops.watch(name, interval=1.0):
-                    meta = operation_metadata(operation)
-                    index = int(meta.counters.get("stage_index", -1))
-                    if 0 <= index < len(STAGES):
-                        bar = bars[STAGES[index]]
-                        progress.start_task(bar)
-                        total = meta.counters.get("stage_total") or None
-                        progress.update(bar, total=total, completed=meta.counters.get("stage_done", 0),
-                                        info=meta.message[:60])
-                        for earlier in STAGES[:index]:
-                            progress.update(bars[earlier], total=1, completed=1)
-                    if operation.done:
-                        break
-                break
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                    raise CliError(f"pipeline: {exc.details()}") from None
-                time.sleep(2)  # the pipeline restarts: it resumes the job, so keep watching
+        for meta in _watch(ops, name):
+            index = int(meta.counters.get("stage_index", -1))
+            if 0 <= index < len(STAGES):
+                bar = bars[STAGES[index]]
+                progress.start_task(bar)
+                total = meta.counters.get("stage_total") or None
+                progress.update(bar, total=total, completed=meta.counters.get("stage_done", 0),
+                                info=meta.message[:60])
+                for earlier in STAGES[:index]:
+                    progress.update(bars[earlier], total=1, completed=1)
         job = _rpc(lambda: stub.GetJob(pipeline_pb2.GetJobRequest(name=name), timeout=30), "pipeline")
         for stage in job.stages:
             if stage.state in (pipeline_pb2.STAGE_STATE_SUCCEEDED, pipeline_pb2.STAGE_STATE_SKIPPED):

@@ -12,7 +12,7 @@ from services.common.convert import task_from_proto
 from services.common.errors import InvalidArgument, NotFound
 from services.common.jobs import JobRunner, OperationContext
 from services.pipeline.orchestrator import DistillationRunner, deep_merge
-from services.pipeline.stages import JobState, StateFile
+from services.pipeline.stages import PipelineState, StateFile
 from services.pipeline.workers import Workers
 
 
@@ -20,11 +20,11 @@ def _artifact(data: dict[str, Any] | None) -> Artifact | None:
     return Artifact.from_dict(data) if data and data.get("uri") else None
 
 
-def job_state(runner: JobRunner, name: str) -> JobState:
+def job_state(runner: JobRunner, name: str) -> PipelineState:
     record = runner.ops.get(name)
     state = StateFile(runner.work_root / record.short_id / "state.json").load()
     if state is None:
-        state = JobState.new(record.name, str(record.request.get("task", {}).get("name", "")))
+        state = PipelineState.new(record.name, str(record.request.get("task", {}).get("name", "")))
         state.state = record.state
     if record.state in ("FAILED", "CANCELLED") and state.state not in ("FAILED", "CANCELLED"):
         state.state = record.state

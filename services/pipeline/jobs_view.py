@@ -1,16 +1,16 @@
-"""JobState → the Job message's JSON shape (shared by the orchestrator's result and GetJob)."""
+"""PipelineState → the Job message's JSON shape (shared by the orchestrator's result and GetJob)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.pipeline.stages import JobState
+from services.pipeline.stages import PipelineState
 
 _STAGE_STATE = {"PENDING": "STAGE_STATE_PENDING", "RUNNING": "STAGE_STATE_RUNNING",
                 "SUCCEEDED": "STAGE_STATE_SUCCEEDED", "FAILED": "STAGE_STATE_FAILED", "SKIPPED": "STAGE_STATE_SKIPPED"}
 
 
-def job_to_dict(state: JobState) -> dict[str, Any]:
+def job_to_dict(state: PipelineState) -> dict[str, Any]:
     return {
         "name": state.name,
         "task_name": state.task_name,

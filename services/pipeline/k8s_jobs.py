@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # the kubernetes client is an optional dependency of the core
 __all__ = [
     "CONTAINER_NAME",
     "JOB_NAME_LABEL",
-    "JobState",
+    "JobPhase",
     "JobStatus",
     "KubernetesJobLauncher",
     "TrainingJobSpec",
@@ -79,7 +79,7 @@ _EPOCH = datetime.fromtimestamp(0, tz=timezone.utc)
 _SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-class JobState(str, enum.Enum):
+class JobPhase(str, enum.Enum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
@@ -88,7 +88,7 @@ class JobState(str, enum.Enum):
 
 @dataclass(frozen=True)
 class JobStatus:
-    state: JobState
+    state: JobPhase
     message: str = ""
     active: int = 0
     succeeded: int = 0
@@ -96,7 +96,7 @@ class JobStatus:
 
     @property
     def done(self) -> bool:
-        return self.state in (JobState.SUCCEEDED, JobState.FAILED)
+        return self.state in (JobPhase.SUCCEEDED, JobPhase.FAILED)
 
 
 @dataclass
@@ -305,7 +305,7 @@ def default_namespace() -> str:
         return "distillery"
 
 
-def _job_state(job: Any) -> tuple[JobState, str] | None:
+def _job_state(job: Any) -> tuple[JobPhase, str] | None:
     """Terminal state from the Job's conditions, or None while it is not finished."""
     status = job.status
     for cond in status.conditions if status and status.conditions else []:
@@ -314,10 +314,10 @@ def _job_state(job: Any) -> tuple[JobState, str] | None:
         # SuccessCriteriaMet / FailureTarget (1.31+) come before Complete / Failed; treat them
         # the same so a caller stops waiting as soon as the outcome is decided.
         if cond.type in ("Complete", "SuccessCriteriaMet"):
-            return JobState.SUCCEEDED, cond.message or "job completed"
+            return JobPhase.SUCCEEDED, cond.message or "job completed"
         if cond.type in ("Failed", "FailureTarget"):
             reason = f"{cond.reason}: " if cond.reason else ""
-            return JobState.FAILED, f"{reason}{cond.message or 'job failed'}"
+            return JobPhase.FAILED, f"{reason}{cond.message or 'job failed'}"
     return None
 
 
@@ -393,20 +393,20 @@ class KubernetesJobLauncher:
             return JobStatus(terminal[0], terminal[1], **counts)
         if counts["active"] == 0 and counts["failed"] == 0:
             # Nothing has been started: no pod yet (or no Job controller running at all).
-            return JobStatus(JobState.PENDING, f"job {name}: waiting for a pod to be created", **counts)
+            return JobStatus(JobPhase.PENDING, f"job {name}: waiting for a pod to be created", **counts)
         pods = self._pods(name)
         running = [p for p in pods if p.status and p.status.phase == "Running"]
         if running:
             retry = f" (retry {counts['failed']} of {job.spec.backoff_limit})" if counts["failed"] else ""
             return JobStatus(
-                JobState.RUNNING, f"job {name}: pod {running[0].metadata.name} running{retry}", **counts
+                JobPhase.RUNNING, f"job {name}: pod {running[0].metadata.name} running{retry}", **counts
             )
         pending = [p for p in pods if p.status is None or p.status.phase == "Pending"]
         if pending:
-            return JobStatus(JobState.PENDING, _pending_reason(pending[0]), **counts)
+            return JobStatus(JobPhase.PENDING, _pending_reason(pending[0]), **counts)
         # Pods have ended but the Job controller has not written its verdict yet.
         return JobStatus(
-            JobState.RUNNING, f"job {name}: pod finished, waiting for the job's final state", **counts
+            JobPhase.RUNNING, f"job {name}: pod finished, waiting for the job's final state", **counts
         )
 
     def wait(self, name: str, timeout: float = 24 * 3600.0, poll: float = 10.0) -> JobStatus:

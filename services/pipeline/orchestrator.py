@@ -20,7 +20,7 @@ from services.pipeline.stages import (
     SKIPPED,
     STAGES,
     SUCCEEDED,
-    JobState,
+    PipelineState,
     StageState,
     StateFile,
 )
@@ -90,7 +90,7 @@ class DistillationRunner:
     """One job. ``run`` is called again after a pipeline restart and continues where it was."""
 
     def __init__(self, ctx: OperationContext, workers: Workers, spec: TaskSpec, inputs: dict[str, Artifact | None],
-                 overrides: dict[str, Any], retune_of: JobState | None = None,
+                 overrides: dict[str, Any], retune_of: PipelineState | None = None,
                  reuse: tuple[str, ...] = ("generate", "validate")) -> None:
         self.ctx = ctx
         self.workers = workers
@@ -100,7 +100,7 @@ class DistillationRunner:
         self.state_file = StateFile(ctx.work_dir / "state.json")
         state = self.state_file.load()
         if state is None:
-            state = JobState.new(ctx.name, spec.name)
+            state = PipelineState.new(ctx.name, spec.name)
             if retune_of is not None:  # reuse the generated (and validated) data of another job
                 for name in reuse:
                     src = retune_of.stage(name)

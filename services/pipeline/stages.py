@@ -32,7 +32,7 @@ class StageState:
 
 
 @dataclass
-class JobState:
+class PipelineState:
     name: str
     task_name: str
     state: str = PENDING
@@ -55,14 +55,14 @@ class JobState:
         raise KeyError(name)
 
     @classmethod
-    def new(cls, name: str, task_name: str) -> JobState:
+    def new(cls, name: str, task_name: str) -> PipelineState:
         return cls(name=name, task_name=task_name, stages=[StageState(s) for s in STAGES])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JobState:
+    def from_dict(cls, data: dict[str, Any]) -> PipelineState:
         stages = [StageState(**s) for s in data.get("stages", [])]
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{**{k: v for k, v in data.items() if k in known}, "stages": stages})
@@ -74,10 +74,10 @@ class StateFile:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def load(self) -> JobState | None:
+    def load(self) -> PipelineState | None:
         if not self.path.exists():
             return None
-        return JobState.from_dict(json.loads(self.path.read_text()))
+        return PipelineState.from_dict(json.loads(self.path.read_text()))
 
-    def save(self, state: JobState) -> None:
+    def save(self, state: PipelineState) -> None:
         write_json_atomic(self.path, state.to_dict())

@@ -13,15 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.common.artifacts import MANIFEST, link_or_copy
+from services.common.artifacts import MANIFEST, Artifact, link_or_copy
+from services.common.enums import quantization
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.jobs import OperationContext
 from services.common.jsonl import read_jsonl
+from services.common.references import ModelReferences
 from services.common.taskspec import TaskSpec
 from services.serving import bundle as bundle_mod
 from services.serving.export import check_checkpoint, export_onnx
 from services.serving.model_card import write_model_card
 from services.serving.parity import DEFAULT_INPUTS, TorchReference, check_parity
 from services.serving.quantize import quantize
+from services.serving.repository import ModelRepository
 from services.serving.runtime import OnnxGenerator
 
 log = logging.getLogger(__name__)
@@ -122,3 +126,64 @@ def load_parity_inputs(path: Path) -> list[tuple[str, str]]:
     if not pairs:
         raise InvalidArgument(f"{path}: no rows with an 'input' for the parity check")
     return pairs[:32]
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """What StartExport asks for, as typed objects (the servicer builds it from the request)."""
+
+    spec: TaskSpec
+    model: Artifact
+    adapter: Artifact | None = None
+    quantizations: tuple[str, ...] = ()  # short names: int8, int4
+    parity_inputs: Artifact | None = None
+    min_parity: float = DEFAULT_MIN_PARITY
+    model_name: str = ""     # "" : export only; else also load the fp32 bundle under this name
+    model_version: str = ""
+
+
+def export_handler(repository: ModelRepository, references: ModelReferences,
+                   job_from_record: Callable[[dict[str, Any]], ExportJob]) -> Callable[[OperationContext], dict[str, Any]]:
+    """The "export" job body. ``job_from_record`` turns the persisted request into an ExportJob
+    (the servicer's converter: this module never sees protobuf)."""
+    def handle(op: OperationContext) -> dict[str, Any]:
+        job = job_from_record(op.request)
+        spec = job.spec
+        checkpoint = references.resolve(job.model, "model.uri")
+        adapter = references.resolve(job.adapter, "adapter.uri", "adapter") if job.adapter else None
+        parity_inputs = (load_parity_inputs(references.resolve(job.parity_inputs, "parity_inputs.uri", "file"))
+                         if job.parity_inputs else None)
+        name = job.model_name or spec.name or "student"
+        version = job.model_version or "1"
+
+        def progress(**kwargs: Any) -> None:
+            op.check_cancelled()
+            op.progress(**kwargs)
+
+        outcome = run_export(checkpoint, spec, op.work_dir, list(job.quantizations), job.min_parity, name, version,
+                             parity_inputs, adapter, progress,
+                             link_inputs=op.store.holds(checkpoint) and (adapter is None or op.store.holds(adapter)))
+        key = op.output_key("bundle")
+        bundle = op.store.put_dir(key, outcome.bundle, link=True)
+        # The store holds the bundle now (hard links on a local store: the work copy cost no disk).
+        # Dropping the work copy frees the disk on other stores and keeps a later run of this
+        # operation from rewriting the stored files through those links.
+        shutil.rmtree(outcome.bundle, ignore_errors=True)
+        stored_files = op.store.read_json(f"{key}/{MANIFEST}")["files"]
+        card = op.store.put_bytes(op.output_key("MODEL_CARD.md"), op.store.read_bytes(f"{key}/MODEL_CARD.md"))
+        variants = []
+        for v in outcome.variants:
+            entry: dict[str, Any] = {"quantization": quantization(v.quantization),
+                                     "parity": v.parity["agreement"], "accepted": v.accepted, "reason": v.reason}
+            if v.accepted:
+                rel = f"{bundle_mod.VARIANT_DIRS[v.quantization]}/model.onnx"
+                entry["onnx"] = Artifact(op.store.uri_for(f"{key}/{rel}"), str(stored_files[rel]["sha256"]),
+                                         int(stored_files[rel]["size"])).to_dict()
+            variants.append(entry)
+        if job.model_name:
+            local = op.store.local_path(bundle.uri, verify=False)
+            repository.load(name, local, version, "none", spec, bundle.uri)
+        return {"variants": variants, "bundle": bundle.to_dict(), "model_card": card.to_dict(),
+                "model_name": name, "model_version": version}
+
+    return handle

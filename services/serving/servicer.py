@@ -4,7 +4,6 @@ the assembly of the serving process: model repository + OIP v2 + typed RPC + HTT
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,17 +12,20 @@ from distillery.v1 import common_pb2, serving_pb2, serving_pb2_grpc
 from inference import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 
 from services.common import envs
-from services.common.artifacts import MANIFEST, Artifact
-from services.common.convert import TASK_TYPE_TO_PROTO, dict_to_message, message_to_dict, task_from_proto
-from services.common.enums import quantization, short_name
+from services.common.artifacts import Artifact
+from services.common.convert import (
+    TASK_TYPE_TO_PROTO,
+    artifact_from_proto,
+    dict_to_message,
+    message_to_dict,
+    task_from_proto,
+)
+from services.common.enums import short_name
 from services.common.errors import InvalidArgument
-from services.common.jobs import OperationContext
 from services.common.operations_servicer import record_to_operation
-from services.common.references import ModelReferences
 from services.common.runtime import ServiceContext
 from services.common.server import ServiceRegistration
-from services.serving.bundle import VARIANT_DIRS
-from services.serving.export_job import DEFAULT_MIN_PARITY, load_parity_inputs, run_export
+from services.serving.export_job import DEFAULT_MIN_PARITY, ExportJob, export_handler
 from services.serving.oip_servicer import InferenceServicer
 from services.serving.repository import ModelRepository
 
@@ -97,54 +99,19 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
         yield serving_pb2.PredictStreamResponse(finished=True)
 
 
-def export_handler(repository: ModelRepository, references: ModelReferences):
-    def handle(op: OperationContext) -> dict[str, Any]:
-        req = op.request
-        spec = task_from_proto(dict_to_message(req.get("task") or {}, common_pb2.TaskSpec()))
-        checkpoint = references.resolve(Artifact.from_dict(req.get("model") or {"uri": ""}), "model.uri")
-        adapter_ref = req.get("adapter") or {}
-        adapter = references.resolve(Artifact.from_dict(adapter_ref), "adapter.uri", "adapter") \
-            if adapter_ref.get("uri") else None
-        quantizations = [short_name(str(q)) for q in req.get("quantizations", [])]
-        parity_ref = (req.get("parity_inputs") or {}).get("uri")
-        parity_inputs = (load_parity_inputs(references.resolve(Artifact.from_dict(req["parity_inputs"]),
-                                                               "parity_inputs.uri", "file"))
-                         if parity_ref else None)
-        name = str(req.get("model_name") or spec.name or "student")
-        version = str(req.get("model_version") or "1")
+def export_job(request: serving_pb2.StartExportRequest) -> ExportJob:
+    """StartExport's request as an ExportJob (the one protobuf → typed conversion of the export)."""
+    return ExportJob(spec=task_from_proto(request.task), model=Artifact(request.model.uri, "", 0),
+                     adapter=Artifact(request.adapter.uri, "", 0) if request.adapter.uri else None,
+                     quantizations=tuple(short_name(serving_pb2.Quantization.Name(q)) for q in request.quantizations),
+                     parity_inputs=artifact_from_proto(request.parity_inputs),
+                     min_parity=request.min_parity or DEFAULT_MIN_PARITY,
+                     model_name=request.model_name, model_version=request.model_version)
 
-        def progress(**kwargs: Any) -> None:
-            op.check_cancelled()
-            op.progress(**kwargs)
 
-        outcome = run_export(checkpoint, spec, op.work_dir, quantizations,
-                             float(req.get("min_parity") or DEFAULT_MIN_PARITY), name, version, parity_inputs,
-                             adapter, progress,
-                             link_inputs=op.store.holds(checkpoint) and (adapter is None or op.store.holds(adapter)))
-        key = op.output_key("bundle")
-        bundle = op.store.put_dir(key, outcome.bundle, link=True)
-        # The store holds the bundle now (hard links on a local store: the work copy cost no disk).
-        # Dropping the work copy frees the disk on other stores and keeps a later run of this
-        # operation from rewriting the stored files through those links.
-        shutil.rmtree(outcome.bundle, ignore_errors=True)
-        stored_files = op.store.read_json(f"{key}/{MANIFEST}")["files"]
-        card = op.store.put_bytes(op.output_key("MODEL_CARD.md"), op.store.read_bytes(f"{key}/MODEL_CARD.md"))
-        variants = []
-        for v in outcome.variants:
-            entry: dict[str, Any] = {"quantization": quantization(v.quantization),
-                                     "parity": v.parity["agreement"], "accepted": v.accepted, "reason": v.reason}
-            if v.accepted:
-                rel = f"{VARIANT_DIRS[v.quantization]}/model.onnx"
-                entry["onnx"] = Artifact(op.store.uri_for(f"{key}/{rel}"), str(stored_files[rel]["sha256"]),
-                                         int(stored_files[rel]["size"])).to_dict()
-            variants.append(entry)
-        if req.get("model_name"):
-            local = op.store.local_path(bundle.uri, verify=False)
-            repository.load(name, local, version, "none", spec, bundle.uri)
-        return {"variants": variants, "bundle": bundle.to_dict(), "model_card": card.to_dict(),
-                "model_name": name, "model_version": version}
-
-    return handle
+def export_job_from_record(record: dict[str, Any]) -> ExportJob:
+    """The persisted request (proto-JSON, as StartExport stored it) as an ExportJob."""
+    return export_job(dict_to_message(record, serving_pb2.StartExportRequest()))
 
 
 class ServingApp:
@@ -172,7 +139,7 @@ def build(ctx: ServiceContext, http_port: int | None = None) -> list[ServiceRegi
     restored = repository.restore()
     if restored:
         log.info("reloaded models: %s", ", ".join(restored))
-    ctx.runner.register("export", export_handler(repository, ctx.references))
+    ctx.runner.register("export", export_handler(repository, ctx.references, export_job_from_record))
     explicit = http_port is not None or envs.HTTP_PORT.is_set()
     port = http_port if http_port is not None else envs.HTTP_PORT.get()
     gateway = None

@@ -12,8 +12,7 @@ from services.common.config import ServiceConfig
 from services.common.convert import task_to_proto
 from services.common.runtime import start_service
 from services.common.taskspec import TaskSpec
-from services.generator.__main__ import build
-from services.generator.servicer import RESULT_TYPES
+from services.generator.servicer import RESULT_TYPES, build
 from tests.helpers.services import free_port
 
 

@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 
 from services.common.errors import AlreadyExists, FailedPrecondition, NotFound
-from services.pipeline.k8s_jobs import JOB_NAME_LABEL, JobState, KubernetesJobLauncher, TrainingJobSpec
+from services.pipeline.k8s_jobs import JOB_NAME_LABEL, JobPhase, KubernetesJobLauncher, TrainingJobSpec
 
 pytestmark = pytest.mark.k8s
 
@@ -270,7 +270,7 @@ def test_create_read_back_and_delete(cluster: Cluster, namespace: str) -> None:
 
     # No controller-manager runs, so no pod will ever appear: PENDING, with no logs to read.
     status = launcher.status("train-a")
-    assert status.state is JobState.PENDING and not status.done
+    assert status.state is JobPhase.PENDING and not status.done
     with pytest.raises(NotFound, match="no pods yet"):
         launcher.logs("train-a")
 
@@ -292,7 +292,7 @@ def test_wait_times_out_on_a_job_that_never_starts(cluster: Cluster, namespace: 
     try:
         started = time.monotonic()
         result = launcher.wait("train-wait", timeout=1.5, poll=0.5)
-        assert result.state is JobState.PENDING and not result.done
+        assert result.state is JobPhase.PENDING and not result.done
         assert time.monotonic() - started < 10
     finally:
         launcher.delete("train-wait")
@@ -338,7 +338,7 @@ def test_status_follows_pod_and_job_state(cluster: Cluster, namespace: str) -> N
         )
         core.replace_namespaced_pod_status("train-b-x1", namespace, pod)
         status = launcher.status("train-b")
-        assert status.state is JobState.PENDING
+        assert status.state is JobPhase.PENDING
         assert "Unschedulable" in status.message and "nvidia.com/gpu" in status.message
 
         # Running pod: RUNNING.
@@ -346,7 +346,7 @@ def test_status_follows_pod_and_job_state(cluster: Cluster, namespace: str) -> N
         pod.status = client.V1PodStatus(phase="Running", start_time=now)
         core.replace_namespaced_pod_status("train-b-x1", namespace, pod)
         status = launcher.status("train-b")
-        assert status.state is JobState.RUNNING and status.active == 1
+        assert status.state is JobPhase.RUNNING and status.active == 1
         # A pod that was never bound to a node has no kubelet to serve logs: a precondition.
         with pytest.raises(FailedPrecondition, match="no logs yet"):
             launcher.logs("train-b")
@@ -367,7 +367,7 @@ def test_status_follows_pod_and_job_state(cluster: Cluster, namespace: str) -> N
         )
         batch.replace_namespaced_job_status("train-b", namespace, job)
         final = launcher.wait("train-b", timeout=5, poll=0.2)
-        assert final.state is JobState.SUCCEEDED and final.done and final.succeeded == 1
+        assert final.state is JobPhase.SUCCEEDED and final.done and final.succeeded == 1
     finally:
         launcher.delete("train-b")
         try:
@@ -402,7 +402,7 @@ def test_failed_job_reports_the_reason(cluster: Cluster, namespace: str) -> None
         except ApiException as exc:
             pytest.skip(f"this kube-apiserver refuses hand-written Job status: {exc.status} {exc.reason}")
         status = launcher.status("train-c")
-        assert status.state is JobState.FAILED and status.failed == 3
+        assert status.state is JobPhase.FAILED and status.failed == 3
         assert status.message == f"{reason}: {message}"
     finally:
         launcher.delete("train-c")

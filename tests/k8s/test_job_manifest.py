@@ -22,7 +22,7 @@ from services.common.errors import (
 )
 from services.pipeline.k8s_jobs import (
     JOB_NAME_LABEL,
-    JobState,
+    JobPhase,
     JobStatus,
     TrainingJobSpec,
     build_job_manifest,
@@ -216,8 +216,8 @@ def test_parse_node_selector() -> None:
 
 
 def test_job_status_done() -> None:
-    assert JobStatus(JobState.SUCCEEDED).done and JobStatus(JobState.FAILED).done
-    assert not JobStatus(JobState.PENDING).done and not JobStatus(JobState.RUNNING).done
+    assert JobStatus(JobPhase.SUCCEEDED).done and JobStatus(JobPhase.FAILED).done
+    assert not JobStatus(JobPhase.PENDING).done and not JobStatus(JobPhase.RUNNING).done
 
 
 # -- launcher, no cluster --------------------------------------------------------------------
@@ -263,11 +263,11 @@ def test_job_conditions_decide_terminal_state() -> None:
         )
 
     assert _job_state(client.V1Job(status=None)) is None
-    assert _job_state(job(("Complete", "True", None, None))) == (JobState.SUCCEEDED, "job completed")
+    assert _job_state(job(("Complete", "True", None, None))) == (JobPhase.SUCCEEDED, "job completed")
     state, message = _job_state(
         job(("Failed", "True", "BackoffLimitExceeded", "Job has reached the specified backoff limit"))
     )
-    assert state is JobState.FAILED and message.startswith("BackoffLimitExceeded: ")
+    assert state is JobPhase.FAILED and message.startswith("BackoffLimitExceeded: ")
     assert _job_state(job(("Failed", "False", None, None))) is None
 
 
@@ -324,13 +324,13 @@ def test_wait_polls_until_done_or_timeout() -> None:
     cfg = client.Configuration()
     cfg.host = f"https://127.0.0.1:{_closed_port()}"
     launcher = KubernetesJobLauncher("distillery", client.ApiClient(cfg), sleep=sleep, clock=lambda: now[0])
-    states = iter([JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED])
+    states = iter([JobPhase.PENDING, JobPhase.RUNNING, JobPhase.SUCCEEDED])
     launcher.status = lambda name: JobStatus(next(states))  # type: ignore[method-assign]
-    assert launcher.wait("j", timeout=100, poll=5).state is JobState.SUCCEEDED
+    assert launcher.wait("j", timeout=100, poll=5).state is JobPhase.SUCCEEDED
     assert slept == [5, 5]
 
     now[0], slept[:] = 0.0, []
-    launcher.status = lambda name: JobStatus(JobState.RUNNING)  # type: ignore[method-assign]
+    launcher.status = lambda name: JobStatus(JobPhase.RUNNING)  # type: ignore[method-assign]
     result = launcher.wait("j", timeout=12, poll=5)
-    assert result.state is JobState.RUNNING and not result.done
+    assert result.state is JobPhase.RUNNING and not result.done
     assert slept == [5, 5, 2]
