@@ -16,17 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from services.common.envs import DEFAULT_PORTS
 from tests.k8s.kustomize_helpers import kustomize
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
-PORTS = {
-    "pipeline": 50050,
-    "generator": 50051,
-    "validator": 50052,
-    "trainer": 50053,
-    "evaluator": 50054,
-    "serving": 50055,
-}
+# The ports the code defaults to (services/common/envs.py): the images and manifests must agree.
+PORTS = DEFAULT_PORTS
 IMAGES = {
     "pipeline.Dockerfile": ("pipeline", "cpu"),
     "validator.Dockerfile": ("validator", "cpu"),

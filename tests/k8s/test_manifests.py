@@ -17,19 +17,14 @@ from typing import Any
 
 import pytest
 
+from services.common.envs import DEFAULT_PORTS
 from tests.k8s.kustomize_helpers import K8S_DIR, OVERLAYS, kustomize
 
 Render = Callable[[str], list[dict[str, Any]]]
 
 MIN_K8S_VERSION = "1.30.0"
-SERVICES = {
-    "pipeline": 50050,
-    "generator": 50051,
-    "validator": 50052,
-    "trainer": 50053,
-    "evaluator": 50054,
-    "serving": 50055,
-}
+# The ports the code defaults to (services/common/envs.py): the images and manifests must agree.
+SERVICES = DEFAULT_PORTS
 WORKERS = ("generator", "validator", "trainer", "evaluator")
 CONFIG_KEYS = {
     "DISTILLERY_HOST",
