@@ -20,7 +20,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from services.trainer.data import (
     plan_epoch,
 )
 from services.trainer.devices import Runtime
-from services.trainer.mix import build_mix
+from services.trainer.mix import TrainingMix, build_mix
 
 log = logging.getLogger(__name__)
 
@@ -265,33 +265,90 @@ def evaluate(loss_module: nn.Module, eval_set: Sequence[Encoded], config: Traini
     return total / max(tokens, 1)
 
 
-def train_loss_plateaued(state: dict[str, Any], epoch: int, config: TrainingConfig) -> bool:
-    """After epoch ``epoch``: has its mean training loss failed to beat the best epoch so far by
-    ``train_loss_min_improvement`` (relative) for ``train_loss_patience`` epochs in a row?
-    Updates the running best in ``state``."""
-    losses = [h["loss"] for h in state["history"] if h["epoch"] == epoch]
-    if not losses:
-        return False
-    mean = sum(losses) / len(losses)
-    best = state.get("best_train")
-    if best is None or mean < best * (1.0 - config.train_loss_min_improvement):
-        state["best_train"], state["flat_epochs"] = mean, 0
-        return False
-    state["flat_epochs"] = int(state.get("flat_epochs", 0)) + 1
-    return state["flat_epochs"] >= config.train_loss_patience
+@dataclass
+class LoopState:
+    """The run's progress, saved with every checkpoint (beside the weights, the optimizer, the
+    scheduler and the RNG states) so that a restarted run continues exactly where it stopped."""
+
+    fingerprint: str
+    step: int = 0
+    epoch: int = 0
+    group: int = 0  # optimizer steps done in the current epoch
+    tokens: int = 0
+    elapsed: float = 0.0
+    best_eval: float | None = None
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    best_train: float | None = None
+    flat_epochs: int = 0
+    stop_reason: str = ""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    eval: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> LoopState:
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in payload.items() if key in known})
+
+    def record_eval_loss(self, value: float, config: TrainingConfig) -> None:
+        """Early stopping on the eval split: stop once the eval loss has not improved by
+        ``early_stopping_min_delta`` for ``early_stopping_patience`` epochs."""
+        if config.early_stopping_patience <= 0:
+            return
+        if self.best_eval is None or value < self.best_eval - config.early_stopping_min_delta:
+            self.best_eval, self.bad_epochs = value, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs >= config.early_stopping_patience:
+            self.stopped_early, self.stop_reason = True, "eval loss stopped improving"
+            log.info("early stopping after epoch %d: eval loss did not improve for %d epoch(s)",
+                     self.epoch, self.bad_epochs)
+
+    def train_loss_plateaued(self, epoch: int, config: TrainingConfig) -> bool:
+        """After epoch ``epoch``: has its mean training loss failed to beat the best epoch so far by
+        ``train_loss_min_improvement`` (relative) for ``train_loss_patience`` epochs in a row?
+        Updates the running best."""
+        losses = [h["loss"] for h in self.history if h["epoch"] == epoch]
+        if not losses:
+            return False
+        mean = sum(losses) / len(losses)
+        if self.best_train is None or mean < self.best_train * (1.0 - config.train_loss_min_improvement):
+            self.best_train, self.flat_epochs = mean, 0
+            return False
+        self.flat_epochs += 1
+        return self.flat_epochs >= config.train_loss_patience
+
+    def record_epoch_train_loss(self, epoch: int, config: TrainingConfig) -> None:
+        """Without an eval split (the seed-only student trains on every seed), stop once the
+        training loss has stopped falling: the step budget is a ceiling, convergence the goal."""
+        if config.train_loss_patience > 0 and self.train_loss_plateaued(epoch, config):
+            self.stopped_early, self.stop_reason = True, "training loss stopped falling"
+            log.info("stopping after epoch %d: training loss fell by < %.0f%% for %d epoch(s)", epoch + 1,
+                     100 * config.train_loss_min_improvement, self.flat_epochs)
 
 
-def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: TrainingConfig, work_dir: Path,
-          runtime: Runtime, callbacks: Callbacks | None = None, seeds: Sequence[Example] = ()) -> TrainOutcome:
-    """Fine-tune the student at ``model_dir`` on ``examples`` mixed with ``seeds`` (see
-    services.trainer.mix); resume from ``work_dir`` if a checkpoint of the same run is there."""
-    callbacks = callbacks or Callbacks()
-    started = time.time()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    model, tokenizer = load_student(model_dir, config, runtime)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+@dataclass
+class TrainData:
+    """The encoded training mix and eval split of one run."""
 
+    mix: TrainingMix
+    train_set: list[Encoded]
+    eval_set: list[Encoded]
+    skipped_too_long: int
+    truncated: int
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(e) for e in self.train_set]
+
+
+def prepare_data(tokenizer: Any, spec: TaskSpec, examples: Sequence[Example], seeds: Sequence[Example],
+                 config: TrainingConfig) -> TrainData:
+    """Mix the rows with the seeds (services.trainer.mix) and encode both splits."""
     mix = build_mix(spec, examples, seeds, config)
     train_set, stats = encode_all(tokenizer, spec, [w.example for w in mix.train], config.max_seq_len,
                                   [w.weight for w in mix.train])
@@ -299,194 +356,244 @@ def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: 
     if len(train_set) < 2:
         raise InvalidArgument(f"only {len(train_set)} example(s) fit max_seq_len={config.max_seq_len} "
                               f"({stats.skipped_too_long} skipped as too long); need at least 2")
-    encoded = train_set + eval_set
-    lengths = [len(e) for e in train_set]
-    packed = config.batching == "packed"
-    world = runtime.world_size
-    per_step = config.grad_accum * world  # micro-batches consumed by one optimizer step
+    return TrainData(mix, train_set, eval_set, stats.skipped_too_long + eval_stats.skipped_too_long,
+                     stats.truncated + eval_stats.truncated)
 
-    def plan(epoch: int) -> list[Batch]:
-        return plan_epoch(lengths, config.batch_size, config.seed, epoch, config.batching, config.max_seq_len)
 
-    steps_per_epoch = [math.ceil(len(plan(e)) / per_step) for e in range(config.epochs)]
-    total_steps = config.max_steps if config.max_steps > 0 else sum(steps_per_epoch)
-    real, padded = padded_tokens(plan(0), train_set)
+class TrainingRun:
+    """One run of the loop: the model, its optimizer and schedule, the progress, and the steps
+    that move them — resume, one optimizer step, one epoch, the eval, a checkpoint."""
 
-    loss_module: nn.Module = AnswerLoss(model)
-    trainable = _trainable(model)
-    if not trainable:
-        raise FailedPrecondition("the model has no trainable parameters")
-    optimizer = torch.optim.AdamW(list(trainable.values()), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = _make_scheduler(optimizer, config, total_steps)
+    def __init__(self, model: nn.Module, data: TrainData, config: TrainingConfig, runtime: Runtime,
+                 callbacks: Callbacks, pad_id: int, fingerprint: str, work_dir: Path) -> None:
+        self.data = data
+        self.config = config
+        self.runtime = runtime
+        self.callbacks = callbacks
+        self.pad_id = pad_id
+        self.ckpt_root = work_dir / "checkpoints"
+        self.world = runtime.world_size
+        self.per_step = config.grad_accum * self.world  # micro-batches consumed by one optimizer step
+        steps_per_epoch = [math.ceil(len(self.plan(e)) / self.per_step) for e in range(config.epochs)]
+        self.total_steps = config.max_steps if config.max_steps > 0 else sum(steps_per_epoch)
+        self.loss_module: nn.Module = AnswerLoss(model)
+        self.trainable = _trainable(model)
+        if not self.trainable:
+            raise FailedPrecondition("the model has no trainable parameters")
+        self.optimizer = torch.optim.AdamW(list(self.trainable.values()), lr=config.lr,
+                                           weight_decay=config.weight_decay)
+        self.scheduler = _make_scheduler(self.optimizer, config, self.total_steps)
+        self.state = LoopState(fingerprint)
+        self._step_times: deque[float] = deque(maxlen=20)
 
-    fingerprint = _fingerprint(config, model_dir, encoded, world)
-    state: dict[str, Any] = {"fingerprint": fingerprint, "step": 0, "epoch": 0, "group": 0, "tokens": 0,
-                             "elapsed": 0.0, "best_eval": None, "bad_epochs": 0, "stopped_early": False,
-                             "best_train": None, "flat_epochs": 0, "stop_reason": "",
-                             "history": [], "eval": [], "resumed_from": []}
-    ckpt_root = work_dir / "checkpoints"
-    found = latest_checkpoint(ckpt_root)
-    if found is not None:
+    def plan(self, epoch: int) -> list[Batch]:
+        """The epoch's micro-batches: a pure function of (seed, epoch), which makes resume exact."""
+        config = self.config
+        return plan_epoch(self.data.lengths, config.batch_size, config.seed, epoch, config.batching,
+                          config.max_seq_len)
+
+    def resume(self) -> None:
+        """Continue from the newest checkpoint in the work directory, if it is one of this run."""
+        found = latest_checkpoint(self.ckpt_root)
+        if found is None:
+            return
         loaded = load_checkpoint(found)
-        if loaded.state.get("fingerprint") != fingerprint:
+        if loaded.state.get("fingerprint") != self.state.fingerprint:
             raise FailedPrecondition(
-                f"{ckpt_root} holds checkpoints of a different run (other config, data, base model or world "
+                f"{self.ckpt_root} holds checkpoints of a different run (other config, data, base model or world "
                 "size); use a fresh work directory or delete it to start over")
         with torch.no_grad():
-            for name, param in trainable.items():
+            for name, param in self.trainable.items():
                 if name not in loaded.trainable:
                     raise FailedPrecondition(f"checkpoint {found.path} lacks parameter {name}")
                 param.copy_(loaded.trainable[name].to(param.device, param.dtype))
-        optimizer.load_state_dict(loaded.optimizer)
-        scheduler.load_state_dict(loaded.state.pop("scheduler"))
+        self.optimizer.load_state_dict(loaded.optimizer)
+        self.scheduler.load_state_dict(loaded.state.pop("scheduler"))
         restore_rng(loaded.rng)
-        state.update(loaded.state)
-        state["resumed_from"] = list(state.get("resumed_from", [])) + [found.step]
+        self.state = LoopState.from_dict(loaded.state)
+        self.state.resumed_from.append(found.step)
         log.info("resuming from checkpoint %s (step %d)", found.path, found.step)
 
-    if runtime.distributed:
-        from torch.nn.parallel import DistributedDataParallel
+    def wrap_distributed(self) -> None:
+        if self.runtime.distributed:
+            from torch.nn.parallel import DistributedDataParallel
 
-        device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        loss_module = DistributedDataParallel(loss_module, device_ids=device_ids)
-    loss_module.train()
+            device_ids = [self.runtime.device.index] if self.runtime.device.type == "cuda" else None
+            self.loss_module = DistributedDataParallel(self.loss_module, device_ids=device_ids)
+        self.loss_module.train()
 
-    def checkpoint() -> None:
-        if config.checkpoint_every_steps <= 0:
+    def checkpoint(self) -> None:
+        if self.config.checkpoint_every_steps <= 0:
             return
-        if runtime.is_main:
-            payload = dict(state)
-            payload["scheduler"] = scheduler.state_dict()
-            path = save_checkpoint(ckpt_root, state["step"], trainable, optimizer, payload, config.keep_checkpoints)
-            callbacks.on_checkpoint(path, state["step"])
-        runtime.barrier()
+        if self.runtime.is_main:
+            payload = self.state.to_dict()
+            payload["scheduler"] = self.scheduler.state_dict()
+            path = save_checkpoint(self.ckpt_root, self.state.step, self.trainable, self.optimizer, payload,
+                                   self.config.keep_checkpoints)
+            self.callbacks.on_checkpoint(path, self.state.step)
+        self.runtime.barrier()
 
-    def stop_requested() -> bool:
-        flag = callbacks.should_stop() if runtime.is_main else False
-        if runtime.distributed:
-            tensor = torch.tensor([1.0 if flag else 0.0], device=runtime.device)
+    def stop_requested(self) -> bool:
+        """Whether any rank was asked to stop (rank 0 asks its callbacks; all ranks agree)."""
+        flag = self.callbacks.should_stop() if self.runtime.is_main else False
+        if self.runtime.distributed:
+            tensor = torch.tensor([1.0 if flag else 0.0], device=self.runtime.device)
             dist.all_reduce(tensor)
             flag = bool(tensor.item())
         return flag
 
-    step_times: deque[float] = deque(maxlen=20)
-    run_started = time.time()
-    elapsed_before = float(state["elapsed"])
-
-    def one_step(group: list[Batch]) -> tuple[float, int]:
+    def optimizer_step(self, group: list[Batch]) -> tuple[float, int]:
+        """Forward and backward over the group's micro-batches (split over ranks), then one
+        optimizer step; returns the step's loss per answer token and the tokens it saw."""
+        runtime, train_set, world = self.runtime, self.data.train_set, self.world
         answer_tokens = sum(count_answer_tokens(b, train_set) for b in group)
         per_rank = math.ceil(len(group) / world)
+        packed = self.config.batching == "packed"
         loss_sum = 0.0
         tokens = 0
         for k in range(per_rank):
             index = runtime.rank + k * world
             # a rank without a batch of its own in a short last group still joins the all-reduce
             batch, weight = (group[index], 1.0) if index < len(group) else (group[0], 0.0)
-            tensors = collate(batch, train_set, pad_id, packed)
+            tensors = collate(batch, train_set, self.pad_id, packed)
             sync = (not runtime.distributed or k == per_rank - 1)
-            context = contextlib.nullcontext() if sync else loss_module.no_sync()
+            context = contextlib.nullcontext() if sync else self.loss_module.no_sync()
             with context:
                 with torch.autocast(runtime.device.type, dtype=runtime.dtype, enabled=runtime.autocast):
-                    summed = loss_module(**_move(tensors, runtime.device))
+                    summed = self.loss_module(**_move(tensors, runtime.device))
                 # DDP averages gradients over ranks; × world turns that back into a sum
                 (summed * (weight * world / max(answer_tokens, 1e-6))).backward()
             loss_sum += float(summed.detach()) * weight
             tokens += int(tensors["tokens"]) if weight else 0
-        if config.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(list(trainable.values()), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(list(self.trainable.values()), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
         if runtime.distributed:
             totals = torch.tensor([loss_sum, float(tokens)], device=runtime.device, dtype=torch.float64)
             dist.all_reduce(totals)
             loss_sum, tokens = float(totals[0]), int(totals[1])
         return loss_sum / max(answer_tokens, 1e-6), tokens
 
-    def run_eval(epochs_done: float) -> float | None:
-        module = loss_module.module if runtime.distributed else loss_module
-        value = evaluate(module, eval_set, config, pad_id, runtime)
+    def run_eval(self, epochs_done: float) -> float | None:
+        module = self.loss_module.module if self.runtime.distributed else self.loss_module
+        value = evaluate(module, self.data.eval_set, self.config, self.pad_id, self.runtime)
         if value is not None:
-            state["eval"].append({"epoch": epochs_done, "step": state["step"], "eval_loss": value})
-            if runtime.is_main:
-                callbacks.on_eval(epochs_done, state["step"], value)
+            self.state.eval.append({"epoch": epochs_done, "step": self.state.step, "eval_loss": value})
+            if self.runtime.is_main:
+                self.callbacks.on_eval(epochs_done, self.state.step, value)
         return value
 
-    if state["step"] == 0 and not state["eval"]:
-        run_eval(0)  # the base model's eval loss: the yardstick for "training helped"
-
-    finished = state["step"] >= total_steps or state["stopped_early"]
-    while not finished:
-        epoch = int(state["epoch"])
-        batches = plan(epoch)
-        groups = [batches[i:i + per_step] for i in range(0, len(batches), per_step)]
-        while state["group"] < len(groups) and state["step"] < total_steps:
+    def run_epoch_steps(self, epoch: int, groups: list[list[Batch]], elapsed_before: float,
+                        run_started: float) -> None:
+        """The epoch's remaining optimizer steps, up to the step budget; checkpoints on schedule and
+        raises Cancelled (after a checkpoint) when a stop is requested."""
+        state, config = self.state, self.config
+        while state.group < len(groups) and state.step < self.total_steps:
             t0 = time.time()
-            loss, tokens = one_step(groups[state["group"]])
-            state["group"] += 1
-            state["step"] += 1
-            state["tokens"] += tokens
+            loss, tokens = self.optimizer_step(groups[state.group])
+            state.group += 1
+            state.step += 1
+            state.tokens += tokens
             dt = time.time() - t0
-            step_times.append(dt)
-            lr = float(scheduler.get_last_lr()[0])
-            state["history"].append({"step": state["step"], "epoch": epoch, "loss": round(loss, 6), "lr": lr,
-                                     "tokens": tokens})
-            state["elapsed"] = elapsed_before + (time.time() - run_started)
-            if runtime.is_main:
-                mean_dt = sum(step_times) / len(step_times)
-                callbacks.on_step(StepInfo(state["step"], total_steps, epoch + 1,
-                                           config.epochs if not config.max_steps else 0, loss, lr,
-                                           tokens / dt if dt > 0 else 0.0, mean_dt * (total_steps - state["step"])))
-            if config.checkpoint_every_steps and state["step"] % config.checkpoint_every_steps == 0:
-                checkpoint()
-            if stop_requested():
-                checkpoint()
-                raise Cancelled(f"training stopped at step {state['step']}/{total_steps}; "
+            self._step_times.append(dt)
+            lr = float(self.scheduler.get_last_lr()[0])
+            state.history.append({"step": state.step, "epoch": epoch, "loss": round(loss, 6), "lr": lr,
+                                  "tokens": tokens})
+            state.elapsed = elapsed_before + (time.time() - run_started)
+            if self.runtime.is_main:
+                mean_dt = sum(self._step_times) / len(self._step_times)
+                self.callbacks.on_step(StepInfo(state.step, self.total_steps, epoch + 1,
+                                                config.epochs if not config.max_steps else 0, loss, lr,
+                                                tokens / dt if dt > 0 else 0.0,
+                                                mean_dt * (self.total_steps - state.step)))
+            if config.checkpoint_every_steps and state.step % config.checkpoint_every_steps == 0:
+                self.checkpoint()
+            if self.stop_requested():
+                self.checkpoint()
+                raise Cancelled(f"training stopped at step {state.step}/{self.total_steps}; "
                                 "it resumes from the last checkpoint when restarted")
-        epoch_done = state["group"] >= len(groups)
-        if epoch_done:
-            value = run_eval(epoch + 1)
-            state["epoch"] = epoch + 1
-            state["group"] = 0
-            if value is not None and config.early_stopping_patience > 0:
-                best = state["best_eval"]
-                if best is None or value < best - config.early_stopping_min_delta:
-                    state["best_eval"], state["bad_epochs"] = value, 0
-                else:
-                    state["bad_epochs"] += 1
-                    if state["bad_epochs"] >= config.early_stopping_patience:
-                        state["stopped_early"], state["stop_reason"] = True, "eval loss stopped improving"
-                        log.info("early stopping after epoch %d: eval loss did not improve for %d epoch(s)",
-                                 epoch + 1, state["bad_epochs"])
-            if value is None and config.train_loss_patience > 0 and train_loss_plateaued(state, epoch, config):
-                state["stopped_early"], state["stop_reason"] = True, "training loss stopped falling"
-                log.info("stopping after epoch %d: training loss fell by < %.0f%% for %d epoch(s)", epoch + 1,
-                         100 * config.train_loss_min_improvement, state["flat_epochs"])
-        finished = (state["step"] >= total_steps or state["stopped_early"]
-                    or (not config.max_steps and state["epoch"] >= config.epochs))
-        if finished and not epoch_done:
-            run_eval(round(epoch + state["group"] / len(groups), 3))  # max_steps ended mid-epoch
-        if epoch_done or finished:
-            checkpoint()
 
-    final_eval = state["eval"][-1]["eval_loss"] if state["eval"] else None
-    initial_eval = state["eval"][0]["eval_loss"] if state["eval"] else None
-    window = state["history"][-max(1, min(10, len(state["history"]))):]
-    final_train = sum(h["loss"] for h in window) / max(len(window), 1)
-    seconds = float(state["elapsed"])
-    metrics = {
-        "steps": state["step"], "total_steps": total_steps, "epochs_completed": state["epoch"],
-        "stopped_early": state["stopped_early"], "stop_reason": state.get("stop_reason", ""),
-        "resumed_from_steps": state["resumed_from"], "mix": mix.stats,
-        "history": state["history"], "eval": state["eval"],
-        "final_train_loss": final_train, "final_eval_loss": final_eval, "initial_eval_loss": initial_eval,
-        "train_examples": len(train_set), "eval_examples": len(eval_set),
-        "skipped_too_long": stats.skipped_too_long + eval_stats.skipped_too_long,
-        "truncated": stats.truncated + eval_stats.truncated,
-        "tokens_trained": state["tokens"], "tokens_per_second": state["tokens"] / seconds if seconds > 0 else 0.0,
-        "padding_efficiency": real / padded if padded else 1.0,
-        "trainable_parameters": sum(p.numel() for p in trainable.values()),
-        "device": runtime.describe(), "config": config.to_dict(),
-        "wall_seconds_this_run": time.time() - started,
-    }
-    return TrainOutcome(model, tokenizer, runtime, state["step"], final_train, final_eval, seconds, metrics)
+    def end_epoch(self, epoch: int) -> None:
+        """Score the eval split and decide whether to stop early."""
+        value = self.run_eval(epoch + 1)
+        self.state.epoch = epoch + 1
+        self.state.group = 0
+        if value is not None:
+            self.state.record_eval_loss(value, self.config)
+        else:
+            self.state.record_epoch_train_loss(epoch, self.config)
+
+    def finished(self) -> bool:
+        state = self.state
+        return (state.step >= self.total_steps or state.stopped_early
+                or (not self.config.max_steps and state.epoch >= self.config.epochs))
+
+    def run(self) -> None:
+        state = self.state
+        run_started = time.time()
+        elapsed_before = state.elapsed
+        if state.step == 0 and not state.eval:
+            self.run_eval(0)  # the base model's eval loss: the yardstick for "training helped"
+        done = state.step >= self.total_steps or state.stopped_early
+        while not done:
+            epoch = state.epoch
+            batches = self.plan(epoch)
+            groups = [batches[i:i + self.per_step] for i in range(0, len(batches), self.per_step)]
+            self.run_epoch_steps(epoch, groups, elapsed_before, run_started)
+            epoch_done = state.group >= len(groups)
+            if epoch_done:
+                self.end_epoch(epoch)
+            done = self.finished()
+            if done and not epoch_done:
+                self.run_eval(round(epoch + state.group / len(groups), 3))  # max_steps ended mid-epoch
+            if epoch_done or done:
+                self.checkpoint()
+
+    def metrics(self, wall_started: float) -> dict[str, Any]:
+        state, data = self.state, self.data
+        real, padded = padded_tokens(self.plan(0), data.train_set)
+        seconds = state.elapsed
+        return {
+            "steps": state.step, "total_steps": self.total_steps, "epochs_completed": state.epoch,
+            "stopped_early": state.stopped_early, "stop_reason": state.stop_reason,
+            "resumed_from_steps": state.resumed_from, "mix": data.mix.stats,
+            "history": state.history, "eval": state.eval,
+            "final_train_loss": self.final_train_loss(), "final_eval_loss": self.final_eval_loss(),
+            "initial_eval_loss": state.eval[0]["eval_loss"] if state.eval else None,
+            "train_examples": len(data.train_set), "eval_examples": len(data.eval_set),
+            "skipped_too_long": data.skipped_too_long, "truncated": data.truncated,
+            "tokens_trained": state.tokens, "tokens_per_second": state.tokens / seconds if seconds > 0 else 0.0,
+            "padding_efficiency": real / padded if padded else 1.0,
+            "trainable_parameters": sum(p.numel() for p in self.trainable.values()),
+            "device": self.runtime.describe(), "config": self.config.to_dict(),
+            "wall_seconds_this_run": time.time() - wall_started,
+        }
+
+    def final_train_loss(self) -> float:
+        """Mean loss of the last ten steps (one step's loss is too noisy to report)."""
+        window = self.state.history[-max(1, min(10, len(self.state.history))):]
+        return sum(h["loss"] for h in window) / max(len(window), 1)
+
+    def final_eval_loss(self) -> float | None:
+        return self.state.eval[-1]["eval_loss"] if self.state.eval else None
+
+
+def train(model_dir: Path, spec: TaskSpec, examples: Sequence[Example], config: TrainingConfig, work_dir: Path,
+          runtime: Runtime, callbacks: Callbacks | None = None, seeds: Sequence[Example] = ()) -> TrainOutcome:
+    """Fine-tune the student at ``model_dir`` on ``examples`` mixed with ``seeds`` (see
+    services.trainer.mix); resume from ``work_dir`` if a checkpoint of the same run is there."""
+    started = time.time()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    model, tokenizer = load_student(model_dir, config, runtime)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    data = prepare_data(tokenizer, spec, examples, seeds, config)
+    fingerprint = _fingerprint(config, model_dir, data.train_set + data.eval_set, runtime.world_size)
+    run = TrainingRun(model, data, config, runtime, callbacks or Callbacks(), pad_id, fingerprint, work_dir)
+    run.resume()
+    run.wrap_distributed()
+    run.run()
+    return TrainOutcome(model, tokenizer, runtime, run.state.step, run.final_train_loss(), run.final_eval_loss(),
+                        run.state.elapsed, run.metrics(started))

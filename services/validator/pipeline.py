@@ -23,7 +23,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +258,256 @@ def _finish(handle: Any) -> None:
     handle.close()
 
 
+@dataclass
+class Candidates:
+    """The rows that passed every filter, in file order: their text waits in a temporary file, and
+    what the balance pass needs about each is kept in compact arrays."""
+
+    path: Path
+    labels: list[str | None] = field(default_factory=list)
+    lines: array = field(default_factory=lambda: array("q"))
+    counts: Counter = field(default_factory=Counter)
+
+    def add(self, label: str | None, line: int) -> None:
+        self.labels.append(label)
+        self.lines.append(line)
+        self.counts[label] += 1
+
+
+@dataclass
+class BalanceCap:
+    """What the label-balance pass decided: at most ``cap`` rows per label (None: no cap) and,
+    per candidate, whether the cap keeps it."""
+
+    cap: int | None = None
+    share: float = 0.0
+    kept: bytearray | None = None
+
+    def keeps(self, index: int) -> bool:
+        return self.kept is None or bool(self.kept[index])
+
+    def detail(self, label: str | None) -> str:
+        return f'label "{label}" is over its cap of {self.cap} rows (max_share {self.share:.3f})'
+
+
+class ValidationRun:
+    """One validation, as its steps: the filter pass, the balance cap, the label floor's reserve
+    and rescue, accepted.jsonl in file order, the report. Each step reads what the one before
+    left in ``self``; ``run`` calls them in order."""
+
+    def __init__(self, spec: TaskSpec, config: ValidatorConfig, filters: list[Filter], out_dir: Path,
+                 progress: Progress | None = None, check_cancelled: Callable[[], None] | None = None) -> None:
+        self.spec = spec
+        self.config = config
+        self.filters = filters
+        self.progress = progress
+        self.check_cancelled = check_cancelled
+        self.report = Report()
+        self.paths = {name: out_dir / f"{name}.tmp" for name in (ACCEPTED, REJECTED, REPORT)}
+        self.candidates = Candidates(out_dir / "candidates.jsonl.tmp")
+        self._interned: dict[str, str] = {}
+        # Classification: soft-rejected rows wait in a bounded reserve for labels left too thin.
+        self.floor: LabelFloor | None = None
+        if spec.type == "classification" and spec.labels:
+            self.report.declare_labels(spec.labels)
+            self.floor = LabelFloor(config.label_floor, spec.labels)
+        self.later_hard = _later_hard_filters(filters)
+        self.rejected: Any = None  # rejected.jsonl.tmp, open while the run lasts
+
+    # ----- bookkeeping shared by the steps ----------------------------------------------------
+    def reject(self, row: Row | Malformed, label: str | None, out: list[str]) -> None:
+        self.report.count_rejected(label, "malformed" if isinstance(row, Malformed) else str(row.reason))
+        out.append(_rejected_line(row))
+
+    def reserve(self, row: Row, label: str, out: list[str]) -> None:
+        assert self.floor is not None
+        dropped = self.floor.offer(row, label)
+        if dropped is not None:
+            self.reject(dropped, label, out)
+
+    def _label(self, row: Row) -> str | None:
+        label = label_of(self.spec, row)
+        return None if label is None else self._interned.setdefault(label, label)
+
+    # ----- the steps ------------------------------------------------------------------------
+    def filter_rows(self, examples: Path) -> None:
+        """Pass 1: every row through the filter chain, a batch at a time; survivors go to the
+        candidates file, soft rejects of classification labels to the floor's reserve, the rest to
+        rejected.jsonl."""
+        total_lines = count_lines(examples)
+        done = 0
+        with open(self.candidates.path, "w", encoding="utf-8") as candidates:
+            for batch in _batches(read_rows(examples), self.config.batch_size):
+                if self.check_cancelled is not None:
+                    self.check_cancelled()
+                rows = [r for r in batch if isinstance(r, Row)]
+                for check in self.filters:
+                    live = [r for r in rows if r.reason is None]
+                    if not live:
+                        break
+                    check.apply(live)
+                out_rejected: list[str] = []
+                out_candidates: list[str] = []
+                for row in batch:
+                    self._sort_row(row, out_candidates, out_rejected)
+                self.rejected.writelines(out_rejected)
+                candidates.writelines(out_candidates)
+                done = max(done, batch[-1].line)
+                if self.progress is not None:
+                    self.progress(done, total_lines, {"read": self.report.read, "rejected": self.report.rejected,
+                                                      "candidates": len(self.candidates.labels)})
+            candidates.flush()
+            os.fsync(candidates.fileno())
+
+    def _sort_row(self, row: Row | Malformed, out_candidates: list[str], out_rejected: list[str]) -> None:
+        if isinstance(row, Malformed):
+            self.report.count_read(None)
+            self.reject(row, None, out_rejected)
+            return
+        label = self._label(row)
+        self.report.count_read(label)
+        if row.reason is None:
+            out_candidates.append(dumps(row.example()) + "\n")
+            self.candidates.add(label, row.line)
+        elif self.floor is not None and label is not None and self.floor.takes(label, row.reason):
+            self.reserve(row, label, out_rejected)
+        else:
+            self.reject(row, label, out_rejected)
+
+    def balance(self) -> BalanceCap:
+        """Pass 2 decides the label-balance cap from the final label counts; which candidates it
+        keeps (the first ones of each label) follows from the labels alone."""
+        counts = self.candidates.counts
+        if not (self.config.label_balance.enabled and self.spec.type == "classification" and counts):
+            return BalanceCap()
+        share = self.config.label_balance.max_share or auto_share(len(self.spec.labels))
+        cap = balance_cap({k: v for k, v in counts.items() if k is not None}, share)
+        if cap is None:
+            return BalanceCap(share=share)
+        self.report.notes.append(f"label_balance: max_share {share:.3f}; at most {cap} row(s) kept per label")
+        if cap == 0:
+            self.report.notes.append("label_balance: max_share is below 1 / (labels present); every row was "
+                                     "rejected — raise validation.label_balance.max_share")
+        return BalanceCap(cap, share, _kept_by_cap(self.candidates.labels, cap))
+
+    def accepted_counts(self, balance: BalanceCap) -> Counter:
+        if balance.kept is None:
+            return self.candidates.counts
+        return Counter(label for label, keep in zip(self.candidates.labels, balance.kept) if keep)
+
+    def reserve_capped(self, balance: BalanceCap, accepted_counts: Counter) -> set[str | None]:
+        """Rows the cap drops from a label the floor must top up go to its reserve first; returns
+        the labels whose capped rows the floor has taken (settled here, not rejected later)."""
+        floor, candidates = self.floor, self.candidates
+        if floor is None or balance.kept is None:
+            return set()
+        needy = {label for label in candidates.counts if floor.needs(label, accepted_counts[label])}
+        if not any(candidates.counts[label] > accepted_counts[label] for label in needy):
+            return set()
+        out_rejected: list[str] = []
+        with open(candidates.path, encoding="utf-8") as source:
+            for text, label, line, keep in zip(source, candidates.labels, candidates.lines, balance.kept):
+                if not keep and label in needy:
+                    row = parse_row(line, text.encode("utf-8"))
+                    assert isinstance(row, Row)  # the validator wrote it
+                    row.reject("label_imbalance", balance.detail(label))
+                    self.reserve(row, label, out_rejected)
+        self.rejected.writelines(out_rejected)
+        return needy
+
+    def rescue(self, accepted_counts: Counter) -> list[Row]:
+        """The label floor gives thin labels back their best reserved rows (each must still pass
+        the hard filters it never met); the reserve's leftovers are rejected."""
+        if self.floor is None:
+            return []
+
+        def admit(row: Row, reason: str) -> None:
+            for check in self.later_hard.get(reason, ()):
+                check.apply([row])
+                if row.reason is not None:
+                    return
+
+        rescued, dropped = self.floor.rescue(accepted_counts, admit)
+        out_rejected: list[str] = []
+        for row in dropped:
+            self.reject(row, label_of(self.spec, row), out_rejected)
+        self.rejected.writelines(out_rejected)
+        self.report.thin_labels = list(self.floor.thin)
+        return rescued
+
+    def write_accepted(self, balance: BalanceCap, settled: set[str | None], rescued: list[Row]) -> None:
+        """accepted.jsonl in file order: the kept candidates with the rescued rows merged in (the
+        candidates file itself when nothing was capped or rescued)."""
+        candidates, report = self.candidates, self.report
+        if balance.kept is None and not rescued:
+            for label in candidates.labels:
+                report.count_accepted(label)
+            os.replace(candidates.path, self.paths[ACCEPTED])
+            return
+        pending = iter(rescued)
+        waiting = next(pending, None)
+        with open(candidates.path, encoding="utf-8") as source, \
+                open(self.paths[ACCEPTED], "w", encoding="utf-8") as accepted:
+
+            def write_rescued_before(line: int) -> None:
+                nonlocal waiting
+                while waiting is not None and waiting.line < line:
+                    label = label_of(self.spec, waiting)
+                    accepted.write(dumps(waiting.example()) + "\n")
+                    report.count_accepted(label)
+                    report.count_rescued(label)
+                    waiting = next(pending, None)
+
+            for index, (text, label, line) in enumerate(zip(source, candidates.labels, candidates.lines)):
+                write_rescued_before(line)
+                if balance.keeps(index):
+                    accepted.write(text)
+                    report.count_accepted(label)
+                elif label not in settled:
+                    report.count_rejected(label, "label_imbalance")
+                    self.rejected.write(dumps({"line": line, "reason": "label_imbalance",
+                                               "detail": balance.detail(label),
+                                               "example": json.loads(text)}) + "\n")
+            write_rescued_before(_PAST_THE_END)
+            accepted.flush()
+            os.fsync(accepted.fileno())
+        candidates.path.unlink()
+
+    def write_report(self, seconds: float) -> dict[str, Any]:
+        report = self.report
+        report.check()
+        for check in self.filters:
+            report.notes.extend(check.notes())
+        if self.floor is not None:
+            report.notes.extend(self.floor.notes(report.by_label))
+        tokenizer = next((f.counter.name for f in self.filters if isinstance(f, LengthFilter)), "")
+        data = report.to_dict(task=self.spec.name, config=self.config.to_dict(), seconds=seconds,
+                              tokenizer=tokenizer)
+        self.paths[REPORT].write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n",
+                                      encoding="utf-8")
+        return data
+
+    def run(self, examples: Path) -> ValidationOutcome:
+        started = time.perf_counter()
+        self.rejected = open(self.paths[REJECTED], "w", encoding="utf-8")
+        try:
+            self.filter_rows(examples)
+            balance = self.balance()
+            accepted_counts = self.accepted_counts(balance)
+            settled = self.reserve_capped(balance, accepted_counts)
+            rescued = self.rescue(accepted_counts)
+            self.write_accepted(balance, settled, rescued)
+            _finish(self.rejected)
+        except BaseException:
+            self.rejected.close()
+            raise
+        data = self.write_report(time.perf_counter() - started)
+        final = {name: tmp.with_suffix("") for name, tmp in self.paths.items()}
+        for name, tmp in self.paths.items():
+            os.replace(tmp, final[name])
+        return ValidationOutcome(final[ACCEPTED], final[REJECTED], final[REPORT], data)
+
+
 def validate(spec: TaskSpec, examples: Path, out_dir: Path, config: ValidatorConfig, *,
              seeds: Path | None = None, test: Path | None = None, predictions: Path | None = None,
              token_counter: TokenCounter | None = None, model_cache: Path | None = None,
@@ -265,178 +515,8 @@ def validate(spec: TaskSpec, examples: Path, out_dir: Path, config: ValidatorCon
              grader: Grader | None = None, progress: Progress | None = None,
              check_cancelled: Callable[[], None] | None = None) -> ValidationOutcome:
     """Validate ``examples`` (JSONL) into ``out_dir``/{accepted,rejected}.jsonl and report.json."""
-    started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    seed_refs = read_references(seeds, "seeds.jsonl")
-    test_refs = read_references(test, "test.jsonl")
-    filters = build_filters(spec, config, seed_refs, test_refs, token_counter=token_counter,
-                            model_cache=model_cache, references=references, grader=grader,
-                            predictions=predictions)
-    total_lines = count_lines(examples)
-    report = Report()
-    paths = {name: out_dir / f"{name}.tmp" for name in (ACCEPTED, REJECTED, REPORT)}
-    candidates_path = out_dir / "candidates.jsonl.tmp"
-    # What the balance pass needs about each surviving row, in file order: compact arrays.
-    candidate_labels: list[str | None] = []
-    candidate_lines = array("q")
-    label_counts: Counter = Counter()
-    interned: dict[str, str] = {}
-
-    # Classification: soft-rejected rows wait in a bounded reserve for labels left too thin.
-    floor = None
-    if spec.type == "classification" and spec.labels:
-        report.declare_labels(spec.labels)
-        floor = LabelFloor(config.label_floor, spec.labels)
-    later_hard = _later_hard_filters(filters)
-
-    def reject(row: Row | Malformed, label: str | None, out: list[str]) -> None:
-        report.count_rejected(label, "malformed" if isinstance(row, Malformed) else str(row.reason))
-        out.append(_rejected_line(row))
-
-    def reserve(row: Row, label: str, out: list[str]) -> None:
-        assert floor is not None
-        dropped = floor.offer(row, label)
-        if dropped is not None:
-            reject(dropped, label, out)
-
-    rejected = open(paths[REJECTED], "w", encoding="utf-8")
-    candidates = open(candidates_path, "w", encoding="utf-8")
-    try:
-        done = 0
-        for batch in _batches(read_rows(examples), config.batch_size):
-            if check_cancelled is not None:
-                check_cancelled()
-            rows = [r for r in batch if isinstance(r, Row)]
-            for check in filters:
-                live = [r for r in rows if r.reason is None]
-                if not live:
-                    break
-                check.apply(live)
-            out_rejected: list[str] = []
-            out_candidates = []
-            for row in batch:
-                if isinstance(row, Malformed):
-                    report.count_read(None)
-                    reject(row, None, out_rejected)
-                    continue
-                label = label_of(spec, row)
-                if label is not None:
-                    label = interned.setdefault(label, label)
-                report.count_read(label)
-                if row.reason is None:
-                    out_candidates.append(dumps(row.example()) + "\n")
-                    candidate_labels.append(label)
-                    candidate_lines.append(row.line)
-                    label_counts[label] += 1
-                elif floor is not None and label is not None and floor.takes(label, row.reason):
-                    reserve(row, label, out_rejected)
-                else:
-                    reject(row, label, out_rejected)
-            rejected.writelines(out_rejected)
-            candidates.writelines(out_candidates)
-            done = max(done, batch[-1].line)
-            if progress is not None:
-                progress(done, total_lines, {"read": report.read, "rejected": report.rejected,
-                                             "candidates": len(candidate_labels)})
-        _finish(candidates)
-
-        cap, share = None, 0.0
-        if config.label_balance.enabled and spec.type == "classification" and label_counts:
-            share = config.label_balance.max_share or auto_share(len(spec.labels))
-            cap = balance_cap({k: v for k, v in label_counts.items() if k is not None}, share)
-            if cap is not None:
-                report.notes.append(f"label_balance: max_share {share:.3f}; at most {cap} row(s) kept per label")
-                if cap == 0:
-                    report.notes.append("label_balance: max_share is below 1 / (labels present); every row was "
-                                        "rejected — raise validation.label_balance.max_share")
-        # Which candidates the cap keeps (the first ones of each label) follows from the labels alone.
-        kept = _kept_by_cap(candidate_labels, cap) if cap is not None else None
-        accepted_counts = label_counts if kept is None else Counter(
-            label for label, keep in zip(candidate_labels, kept) if keep)
-
-        def imbalance_detail(label: str | None) -> str:
-            return f'label "{label}" is over its cap of {cap} rows (max_share {share:.3f})'
-
-        # Rows the cap drops from a label the floor must top up go to its reserve first.
-        needy = {label for label in label_counts if floor is not None and floor.needs(label, accepted_counts[label])}
-        to_reserve = kept is not None and any(label_counts[label] > accepted_counts[label] for label in needy)
-        if to_reserve:
-            out_rejected = []
-            with open(candidates_path, encoding="utf-8") as source:
-                for text, label, line, keep in zip(source, candidate_labels, candidate_lines, kept):
-                    if not keep and label in needy:
-                        row = parse_row(line, text.encode("utf-8"))
-                        assert isinstance(row, Row)  # the validator wrote it
-                        row.reject("label_imbalance", imbalance_detail(label))
-                        reserve(row, label, out_rejected)
-            rejected.writelines(out_rejected)
-
-        rescued: list[Row] = []
-        if floor is not None:
-            def admit(row: Row, reason: str) -> None:
-                for check in later_hard.get(reason, ()):
-                    check.apply([row])
-                    if row.reason is not None:
-                        return
-
-            rescued, dropped = floor.rescue(accepted_counts, admit)
-            out_rejected = []
-            for row in dropped:
-                reject(row, label_of(spec, row), out_rejected)
-            rejected.writelines(out_rejected)
-            report.thin_labels = list(floor.thin)
-
-        if kept is None and not rescued:
-            for label in candidate_labels:
-                report.count_accepted(label)
-            os.replace(candidates_path, paths[ACCEPTED])
-        else:
-            # accepted.jsonl in file order: the kept candidates with the rescued rows merged in.
-            pending = iter(rescued)
-            waiting = next(pending, None)
-            with open(candidates_path, encoding="utf-8") as source, \
-                    open(paths[ACCEPTED], "w", encoding="utf-8") as accepted:
-
-                def write_rescued_before(line: int) -> None:
-                    nonlocal waiting
-                    while waiting is not None and waiting.line < line:
-                        label = label_of(spec, waiting)
-                        accepted.write(dumps(waiting.example()) + "\n")
-                        report.count_accepted(label)
-                        report.count_rescued(label)
-                        waiting = next(pending, None)
-
-                for index, (text, label, line) in enumerate(zip(source, candidate_labels, candidate_lines)):
-                    write_rescued_before(line)
-                    if kept is None or kept[index]:
-                        accepted.write(text)
-                        report.count_accepted(label)
-                    elif not (to_reserve and label in needy):  # else the floor has settled it
-                        report.count_rejected(label, "label_imbalance")
-                        rejected.write(dumps({"line": line, "reason": "label_imbalance",
-                                              "detail": imbalance_detail(label),
-                                              "example": json.loads(text)}) + "\n")
-                write_rescued_before(_PAST_THE_END)
-                accepted.flush()
-                os.fsync(accepted.fileno())
-            candidates_path.unlink()
-        _finish(rejected)
-
-    except BaseException:
-        for handle in (rejected, candidates):
-            handle.close()
-        raise
-
-    report.check()
-    for check in filters:
-        report.notes.extend(check.notes())
-    if floor is not None:
-        report.notes.extend(floor.notes(report.by_label))
-    tokenizer = next((f.counter.name for f in filters if isinstance(f, LengthFilter)), "")
-    data = report.to_dict(task=spec.name, config=config.to_dict(), seconds=time.perf_counter() - started,
-                          tokenizer=tokenizer)
-    paths[REPORT].write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-    final = {name: out_dir / name for name in paths}
-    for name, tmp in paths.items():
-        os.replace(tmp, final[name])
-    return ValidationOutcome(final[ACCEPTED], final[REJECTED], final[REPORT], data)
+    filters = build_filters(spec, config, read_references(seeds, "seeds.jsonl"), read_references(test, "test.jsonl"),
+                            token_counter=token_counter, model_cache=model_cache, references=references,
+                            grader=grader, predictions=predictions)
+    return ValidationRun(spec, config, filters, out_dir, progress, check_cancelled).run(examples)
