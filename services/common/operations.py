@@ -78,6 +78,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS operations_request_id ON operations(service, r
 CREATE INDEX IF NOT EXISTS operations_state ON operations(state);
 """
 
+# Job kinds renamed so that every service names its jobs by the noun of its work (generation,
+# validation, training, evaluation, export): records written before the rename are migrated when a
+# store opens, so an unfinished "train" job resumes as a "training" job and its result still maps.
+RENAMED_KINDS: dict[tuple[str, str], str] = {("trainer", "train"): "training", ("evaluator", "evaluate"): "evaluation"}
+
 _JSON_FIELDS = ("request", "metadata", "result")
 _COLUMNS = ("name", "service", "kind", "state", "request", "metadata", "result", "error_code",
             "error_message", "request_id", "create_time", "update_time", "cancel_requested")
@@ -94,6 +99,8 @@ class SqliteOperationStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        for (service, old), new in RENAMED_KINDS.items():
+            self._conn.execute("UPDATE operations SET kind = ? WHERE service = ? AND kind = ?", (new, service, old))
 
     def _row(self, row: tuple[Any, ...]) -> OperationRecord:
         data = dict(zip(_COLUMNS, row))

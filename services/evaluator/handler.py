@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.artifacts import Artifact
+from services.common.atomic import write_json_atomic
 from services.common.config import ServiceConfig
 from services.common.convert import task_from_record
 from services.common.enums import CandidateKind
@@ -52,7 +53,7 @@ from services.evaluator.metrics.qa import JUDGE_CHOICES, judge_prompt, judge_ver
 
 log = logging.getLogger(__name__)
 
-KIND = "evaluate"
+KIND = "evaluation"
 _KINDS = {CandidateKind.TEACHER: TEACHER, CandidateKind.STUDENT: STUDENT, CandidateKind.ONNX: ONNX}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _QA = ("qa-open-book", "qa-closed-book")
@@ -271,7 +272,7 @@ class Evaluation:
                 self.notes.append(f"LLM judge failed ({exc}); judge_score left out")
                 return {}
             verdicts[spec.name] = [judge_verdict(c.text, dict(c.choice_probabilities)) for c in completions]
-            cache.write_text(json.dumps(verdicts[spec.name]))
+            write_json_atomic(cache, verdicts[spec.name], indent=None)  # a kill mid-write leaves no half cache
         self.notes.append("judge_score: the teacher (generator Complete RPC, answer constrained to yes/no) judges "
                           "each answer against the reference; the score is the mean P(yes)")
         return verdicts

@@ -21,14 +21,14 @@ from services.common.operations_servicer import record_to_operation
 from services.common.runtime import ServiceContext
 from services.common.server import ServiceRegistration
 from services.generator.backend import CompletionRequest, Constraint, PromptInput
+from services.generator.handler import KIND, run_generation
 from services.generator.inputs import check_task, examples_from_request, load_seeds
-from services.generator.job import run_generation
 from services.generator.labeling import label_examples
 from services.generator.settings import GenerationSettings
 from services.generator.teachers import TeacherPool, default_teacher
 
 log = logging.getLogger(__name__)
-RESULT_TYPES = {"generation": generator_pb2.GenerationResult}
+RESULT_TYPES = {KIND: generator_pb2.GenerationResult}
 MAX_PROMPTS = 4096
 
 
@@ -87,7 +87,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
             raise InvalidArgument("seeds is missing: give the ArtifactRef of seeds.jsonl")
         if not self.store.exists(request.seeds.uri):
             raise InvalidArgument(f"seeds {request.seeds.uri} does not exist in the artifact store")
-        record = self.runner.submit("generation", data, request.request_id or None)
+        record = self.runner.submit(KIND, data, request.request_id or None)
         return record_to_operation(record, RESULT_TYPES)
 
     def Complete(self, request: generator_pb2.CompleteRequest, context: Any) -> generator_pb2.CompleteResponse:
@@ -140,7 +140,7 @@ def generator_registrations(servicer: GeneratorServicer) -> list[ServiceRegistra
 
 def build(ctx: ServiceContext) -> list[ServiceRegistration]:
     teachers = TeacherPool(ctx.config.home, ctx.references)
-    ctx.runner.register("generation", lambda op: run_generation(op, teachers.for_task))
+    ctx.runner.register(KIND, lambda op: run_generation(op, teachers.for_task))
     if envs.GENERATOR_WARMUP.get():
         # Start the default engine now, in the background, so the first request does not wait.
         def warm() -> None:

@@ -15,6 +15,9 @@ from services.pipeline.orchestrator import DistillationRunner, deep_merge
 from services.pipeline.stages import PipelineState, StateFile
 from services.pipeline.workers import Workers
 
+DISTILLATION = "distillation"
+RETUNE = "retune"
+
 
 def _artifact(data: dict[str, Any] | None) -> Artifact | None:
     return Artifact.from_dict(data) if data and data.get("uri") else None
@@ -70,5 +73,5 @@ def make_handlers(runner: JobRunner, workers: Workers) -> None:
         return DistillationRunner(ctx, workers, spec, inputs, overrides, retune_of=job_state(runner, source_name),
                                   reuse=reuse).run()
 
-    runner.register("distillation", distill)
-    runner.register("retune", retune)
+    runner.register(DISTILLATION, distill)
+    runner.register(RETUNE, retune)

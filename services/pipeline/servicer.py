@@ -12,10 +12,10 @@ from services.common.convert import message_to_dict
 from services.common.errors import InvalidArgument
 from services.common.jobs import JobRunner
 from services.common.operations_servicer import record_to_operation
-from services.pipeline.handler import _find_job, job_state
+from services.pipeline.handler import DISTILLATION, RETUNE, _find_job, job_state
 from services.pipeline.jobs_view import job_to_dict
 
-RESULT_TYPES = {"distillation": pipeline_pb2.DistillationResult, "retune": pipeline_pb2.DistillationResult}
+RESULT_TYPES = {DISTILLATION: pipeline_pb2.DistillationResult, RETUNE: pipeline_pb2.DistillationResult}
 
 
 class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
@@ -25,14 +25,14 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
     def StartDistillation(self, request: pipeline_pb2.StartDistillationRequest, context: grpc.ServicerContext) -> Any:
         if not request.HasField("task"):
             raise InvalidArgument("task is required")
-        record = self.runner.submit("distillation", message_to_dict(request), request.request_id or None)
+        record = self.runner.submit(DISTILLATION, message_to_dict(request), request.request_id or None)
         return record_to_operation(record, RESULT_TYPES)
 
     def StartRetune(self, request: pipeline_pb2.StartRetuneRequest, context: grpc.ServicerContext) -> Any:
         if not request.job:
             raise InvalidArgument("job is required: the job whose validated data to reuse")
         _find_job(self.runner, request.job)
-        record = self.runner.submit("retune", message_to_dict(request), request.request_id or None)
+        record = self.runner.submit(RETUNE, message_to_dict(request), request.request_id or None)
         return record_to_operation(record, RESULT_TYPES)
 
     def RetryJob(self, request: pipeline_pb2.RetryJobRequest, context: grpc.ServicerContext) -> Any:

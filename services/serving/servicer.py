@@ -25,12 +25,12 @@ from services.common.errors import InvalidArgument
 from services.common.operations_servicer import record_to_operation
 from services.common.runtime import ServiceContext
 from services.common.server import ServiceRegistration
-from services.serving.export_job import DEFAULT_MIN_PARITY, ExportJob, export_handler
+from services.serving.handler import DEFAULT_MIN_PARITY, KIND, ExportJob, export_handler
 from services.serving.oip_servicer import InferenceServicer
 from services.serving.repository import ModelRepository
 
 log = logging.getLogger(__name__)
-RESULT_TYPES = {"export": serving_pb2.ExportResult}
+RESULT_TYPES = {KIND: serving_pb2.ExportResult}
 QUANT_FROM_PROTO = {serving_pb2.QUANTIZATION_UNSPECIFIED: "none", serving_pb2.QUANTIZATION_NONE: "none",
                     serving_pb2.QUANTIZATION_INT8: "int8", serving_pb2.QUANTIZATION_INT4: "int4"}
 QUANT_TO_PROTO = {"none": serving_pb2.QUANTIZATION_NONE, "int8": serving_pb2.QUANTIZATION_INT8,
@@ -52,7 +52,7 @@ class ServingServicer(serving_pb2_grpc.ServingServiceServicer):
             self.ctx.references.check(request.adapter.uri, "adapter.uri", "adapter")
         if request.parity_inputs.uri:
             self.ctx.references.check(request.parity_inputs.uri, "parity_inputs.uri", "file")
-        record = self.ctx.runner.submit("export", message_to_dict(request), request.request_id or None)
+        record = self.ctx.runner.submit(KIND, message_to_dict(request), request.request_id or None)
         return record_to_operation(record, RESULT_TYPES)
 
     def LoadModel(self, request: serving_pb2.LoadModelRequest,
@@ -139,7 +139,7 @@ def build(ctx: ServiceContext, http_port: int | None = None) -> list[ServiceRegi
     restored = repository.restore()
     if restored:
         log.info("reloaded models: %s", ", ".join(restored))
-    ctx.runner.register("export", export_handler(repository, ctx.references, export_job_from_record))
+    ctx.runner.register(KIND, export_handler(repository, ctx.references, export_job_from_record))
     explicit = http_port is not None or envs.HTTP_PORT.is_set()
     port = http_port if http_port is not None else envs.HTTP_PORT.get()
     gateway = None

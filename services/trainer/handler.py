@@ -192,7 +192,7 @@ def run_training(ctx: JobContext, references: ModelReferences, device: str = "au
 
 
 def make_handler(references: ModelReferences, device: str = "auto") -> Callable[[Any], dict[str, Any]]:
-    """The JobRunner handler of "train" operations."""
+    """The JobRunner handler of "training" operations."""
 
     def handle_training(ctx: Any) -> dict[str, Any]:
         try:

@@ -26,6 +26,7 @@ from google.protobuf import json_format
 
 from services.common import envs
 from services.common.artifacts import ArtifactStore
+from services.common.atomic import write_json_atomic
 from services.common.config import ServiceConfig
 from services.common.convert import message_to_dict
 from services.common.errors import Cancelled, DistilleryError, InvalidArgument
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s: %s", exc.code, exc)
         return 2
     if rank == 0:
-        (args.out / RESULT_FILE).write_text(json.dumps(result, indent=1))
+        write_json_atomic(args.out / RESULT_FILE, result)  # read as "the run finished": never half-written
         print(json.dumps({"result": result}), flush=True)
     return 0
 

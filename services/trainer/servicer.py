@@ -1,5 +1,5 @@
 """gRPC edge of the trainer: StartTraining validates the request (so a bad config fails at once
-with INVALID_ARGUMENT instead of inside a queued job) and queues a "train" operation."""
+with INVALID_ARGUMENT instead of inside a queued job) and queues a "training" operation."""
 
 from __future__ import annotations
 
@@ -15,11 +15,10 @@ from services.common.convert import message_to_dict
 from services.common.operations_servicer import record_to_operation
 from services.common.runtime import ServiceContext
 from services.common.server import ServiceRegistration
-from services.trainer.handler import make_handler, parse_config, parse_task, student_ref, train_ref
+from services.trainer.handler import KIND, make_handler, parse_config, parse_task, student_ref, train_ref
 
 log = logging.getLogger(__name__)
 
-KIND = "train"
 RESULT_TYPES = {KIND: trainer_pb2.TrainingResult}
 
 

@@ -16,7 +16,7 @@ import pytest
 from services.common.jsonl import read_jsonl
 from services.common.taskspec import check_output, load_task
 from services.generator.backend import CompletionRequest, Constraint
-from services.generator.job import EXAMPLES, GenerationJob
+from services.generator.handler import EXAMPLES, GenerationJob
 from services.generator.openai_backend import OpenAIBackend, OpenAIConfig
 from services.generator.settings import GenerationSettings
 from tests.helpers.services import free_port, vllm_python

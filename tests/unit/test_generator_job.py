@@ -16,7 +16,7 @@ from services.common.errors import Cancelled
 from services.common.jsonl import read_jsonl
 from services.common.taskspec import Example, TaskSpec, check_output, load_task, normalize_text
 from services.generator.backend import Completion, CompletionRequest
-from services.generator.job import EXAMPLES, REJECTED, STATE, GenerationJob
+from services.generator.handler import EXAMPLES, REJECTED, STATE, GenerationJob
 from services.generator.label_source import CHOICE_FILE
 from services.generator.settings import GenerationSettings
 

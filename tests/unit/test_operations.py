@@ -30,6 +30,21 @@ def test_store_survives_reopen_and_dedups_request_ids(tmp_path: Path) -> None:
         open_operation_store("postgres://x")
 
 
+def test_records_of_renamed_job_kinds_are_migrated_on_open(tmp_path: Path) -> None:
+    """A store written before the trainer's and evaluator's jobs were renamed ("train" →
+    "training", "evaluate" → "evaluation"): reopening it renames the records, so an unfinished job
+    still finds its handler and a finished one its result type."""
+    ops = open_operation_store(f"sqlite:///{tmp_path / 'ops.db'}")
+    train, _ = ops.create("trainer", "train", {"a": 1})
+    evaluate, _ = ops.create("evaluator", "evaluate", {"b": 2})
+    other, _ = ops.create("pipeline", "train", {})  # only the trainer's "train" was renamed
+    reopened = open_operation_store(f"sqlite:///{tmp_path / 'ops.db'}")
+    assert reopened.get(train.name).kind == "training"
+    assert reopened.get(evaluate.name).kind == "evaluation"
+    assert reopened.get(other.name).kind == "train"
+    assert reopened.get(train.name).request == {"a": 1}
+
+
 def test_job_runs_reports_progress_and_result(tmp_path: Path) -> None:
     runner = make_runner(tmp_path)
 

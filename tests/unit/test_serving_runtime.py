@@ -22,7 +22,7 @@ from services.common.errors import (
 from services.common.taskspec import TaskSpec
 from services.serving.batching import DynamicBatcher
 from services.serving.export import check_checkpoint
-from services.serving.export_job import run_export
+from services.serving.handler import run_export
 from services.serving.oip_servicer import decode_bytes_tensor, encode_bytes_tensor
 from services.serving.parity import TorchReference, check_parity
 from services.serving.repository import ModelRepository

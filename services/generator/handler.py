@@ -47,6 +47,7 @@ from services.generator.settings import GenerationSettings
 
 log = logging.getLogger(__name__)
 
+KIND = "generation"
 EXAMPLES = "examples.jsonl"
 REJECTED = "rejected.jsonl"
 STATE = "state.json"

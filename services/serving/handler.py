@@ -29,6 +29,7 @@ from services.serving.repository import ModelRepository
 from services.serving.runtime import OnnxGenerator
 
 log = logging.getLogger(__name__)
+KIND = "export"
 DEFAULT_MIN_PARITY = 0.9
 
 
