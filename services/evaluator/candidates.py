@@ -28,6 +28,7 @@ from services.common.budget import answers_to_fit, budget_for
 from services.common.enums import ModelFormat
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.references import Kind, ModelReferences
+from services.common.settings import build_settings
 from services.common.student_format import parse_answer, render_prompt
 from services.common.taskspec import Example, TaskSpec
 
@@ -74,44 +75,33 @@ class EvalOptions:
     # Examples a transformers student generates at once (left-padded, latency amortized over the
     # batch). 0: 8 on a GPU, 1 on the CPU, where the table's student latency is per request.
     student_batch_size: int = 0
+    # Seconds one Label call to the teacher may take.
     teacher_timeout_s: float = 900.0
     judge: bool = False              # LLM judge for QA through the generator's Complete RPC
     trained_students: list[str] = field(default_factory=list)  # names for the student/teacher ratio
     listed_malformed: int = 20       # malformed predictions listed per candidate in report.md
     # Paired bootstrap of the differences between candidates (services.evaluator.bootstrap): the
-    # resamples per interval and the generator's seed (fixed, so a report is reproducible).
+    # resamples per interval.
     bootstrap_resamples: int = 2000
+    # The bootstrap's random seed (fixed, so a report is reproducible).
     bootstrap_seed: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> EvalOptions:
-        data = dict(data or {})
-        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise InvalidArgument(f"config: unknown option(s) {', '.join(unknown)}; "
-                                  f"known: {', '.join(cls.__dataclass_fields__)}")
-        try:
-            options = cls(
-                max_examples=int(data.get("max_examples", 0)),
-                max_new_tokens=int(data.get("max_new_tokens", 0)),
-                constrained=bool(data.get("constrained", True)),
-                teacher_batch_size=max(1, int(data.get("teacher_batch_size", 8))),
-                student_batch_size=int(data.get("student_batch_size", 0)),
-                teacher_timeout_s=float(data.get("teacher_timeout_s", 900.0)),
-                judge=bool(data.get("judge", False)),
-                trained_students=[str(n) for n in data.get("trained_students", [])],
-                listed_malformed=int(data.get("listed_malformed", 20)),
-                bootstrap_resamples=int(data.get("bootstrap_resamples", 2000)),
-                bootstrap_seed=int(data.get("bootstrap_seed", 0)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgument(f"config: {exc}") from None
-        if options.max_examples < 0 or options.max_new_tokens < 0 or options.student_batch_size < 0:
-            raise InvalidArgument("config: max_examples, max_new_tokens and student_batch_size must be >= 0")
-        if options.bootstrap_resamples < 100:
-            raise InvalidArgument("config: bootstrap_resamples must be >= 100 (a 95% interval from fewer is "
+        """From StartEvaluation's ``config`` (services.common.settings: typed, unknown keys refused)."""
+        return build_settings(cls, data, where="evaluation")
+
+    def validate(self) -> None:
+        for name in ("max_examples", "max_new_tokens", "student_batch_size"):
+            if getattr(self, name) < 0:
+                raise InvalidArgument(f"evaluation.{name} must be >= 0, got {getattr(self, name)}")
+        if self.teacher_batch_size < 1:
+            raise InvalidArgument(f"evaluation.teacher_batch_size must be >= 1, got {self.teacher_batch_size}")
+        if self.teacher_timeout_s <= 0:
+            raise InvalidArgument(f"evaluation.teacher_timeout_s must be > 0, got {self.teacher_timeout_s}")
+        if self.bootstrap_resamples < 100:
+            raise InvalidArgument("evaluation.bootstrap_resamples must be >= 100 (a 95% interval from fewer is "
                                   "mostly noise)")
-        return options
 
     def new_tokens(self, spec: TaskSpec, answer_tokens: Sequence[int] = ()) -> int:
         """``max_new_tokens`` when set, else the type's default raised to fit the longest answer."""

@@ -13,6 +13,7 @@ from services.common.enums import CandidateKind, ModelFormat, Quantization, quan
 from services.common.errors import Cancelled, DistilleryError, FailedPrecondition, InvalidArgument
 from services.common.jobs import OperationContext
 from services.common.taskspec import TaskSpec
+from services.pipeline.serving_settings import ServingSettings
 from services.pipeline.stages import (
     FAILED,
     JOB_NEEDS_ATTENTION,
@@ -97,6 +98,7 @@ class DistillationRunner:
         self.spec = spec
         self.inputs = inputs
         self.settings = merged_settings(spec, overrides)
+        self.serving = ServingSettings.from_section(self.settings.get("serving"))
         self.state_file = StateFile(ctx.work_dir / "state.json")
         state = self.state_file.load()
         if state is None:
@@ -403,7 +405,7 @@ class DistillationRunner:
     def _skip_unless_deploying(self, name: str) -> bool:
         """``serving.deploy: false`` ends the job after evaluation (e.g. a sweep of retunes that
         only compares scores)."""
-        if self.settings.get("serving", {}).get("deploy", True) in (False, "false", 0):
+        if not self.serving.deploy:
             stage = self.state.stage(name)
             stage.state, stage.summary = SKIPPED, {"reason": "serving.deploy is off"}
             self._save()
@@ -413,12 +415,11 @@ class DistillationRunner:
     def export(self) -> None:
         if self._skip_unless_deploying("export"):
             return
-        serving = self.settings.get("serving", {})
-        quantizations = [quantization(q) for q in serving.get("quantizations", ["int8"])]
+        quantizations = [quantization(q) for q in self.serving.quantizations]
         trained = self._deployed_training_stage()
         request = {"task": task_request(self.spec),
                    "model": {"uri": self._artifact(trained, "merged")["uri"], "format": ModelFormat.HF},
-                   "quantizations": quantizations, "min_parity": float(serving.get("min_parity", 0.9)),
+                   "quantizations": quantizations, "min_parity": self.serving.min_parity,
                    "model_name": self.spec.name, "model_version": self.ctx.record.short_id}
         adapter = self.state.stage(trained).artifacts.get("adapter")  # none after full fine-tuning
         if adapter:
@@ -472,11 +473,10 @@ class DistillationRunner:
     def deploy(self) -> None:
         if self._skip_unless_deploying("deploy"):
             return
-        serving = self.settings.get("serving", {})
         stage = self.state.stage("deploy")
         stage.state = RUNNING
         self._save()
-        served = self._served_variant(str(serving.get("serve", "int8")))
+        served = self._served_variant(self.serving.serve)
         response = self.workers.call("serving", "LoadModel", {
             "name": self.spec.name, "version": self.ctx.record.short_id, "bundle": self._artifact("export", "bundle"),
             "quantization": served, "task": task_request(self.spec)})

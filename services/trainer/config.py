@@ -1,7 +1,8 @@
 """The one knob set of a training run (TRL-style: a dataclass whose defaults work from 135M to 8B
-students). It arrives as a google.protobuf.Struct, so every number comes in as a float and is
-coerced here; an unknown key is an error, because a typo that silently trains with a default is
-worse than a refusal."""
+students). It arrives as a google.protobuf.Struct, so every number comes in as a float; the one
+settings mechanism (services.common.settings) coerces it by the field types and refuses an unknown
+key, because a typo that silently trains with a default is worse than a refusal. The comment above a
+field is its help in docs/settings.md."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.errors import InvalidArgument
+from services.common.settings import build_settings
 
 SCHEDULES = ("linear", "cosine", "constant")
 BATCHING = ("length-grouped", "packed")
@@ -23,26 +25,38 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 @dataclass
 class TrainingConfig:
     # --- what is trained
+    # Train every weight instead of a LoRA adapter (needs far more memory; lr default 2e-5).
     full_finetune: bool = False
+    # LoRA rank.
     lora_r: int = 16
+    # LoRA scaling numerator (the update is scaled by lora_alpha / lora_r).
     lora_alpha: int = 32
+    # Dropout on the LoRA branch.
     lora_dropout: float = 0.05
     # "all-linear" or a list of module names (e.g. ["q_proj", "v_proj"]).
     target_modules: str | list[str] = "all-linear"
     # --- how long
+    # Passes over the training mix (a ceiling when early stopping is on).
     epochs: int = 3
     # > 0: stop after this many optimizer steps (overrides epochs for the schedule length).
     max_steps: int = 0
     # --- optimizer and schedule
     # None: 2e-4 for LoRA, 2e-5 for full fine-tuning.
     learning_rate: float | None = None
+    # AdamW weight decay.
     weight_decay: float = 0.0
+    # Gradient clipping norm (0: no clipping).
     max_grad_norm: float = 1.0
+    # Share of the steps spent warming the learning rate up from 0.
     warmup_ratio: float = 0.05
+    # Learning-rate schedule after warm-up: linear, cosine or constant.
     schedule: str = "linear"
     # --- batches
+    # Examples per micro-batch.
     batch_size: int = 8
+    # Micro-batches per optimizer step (per process).
     grad_accum: int = 1
+    # Longest prompt + answer in tokens; longer examples are skipped (counted in the metrics).
     max_seq_len: int = 512
     # "length-grouped": examples of similar length share a batch (little padding, works with every
     # attention kernel); "packed": several examples per row with a block-diagonal causal mask.
@@ -63,20 +77,27 @@ class TrainingConfig:
     eval_fraction: float = 0.1
     # Stop after this many epochs without an eval-loss improvement (0: never stop early).
     early_stopping_patience: int = 2
+    # The eval-loss improvement that counts as one.
     early_stopping_min_delta: float = 0.0
     # Without an eval split: stop after this many epochs whose mean training loss fell by less than
     # train_loss_min_improvement (relative) below the best so far — "until the loss stops falling"
     # (0: never).
     train_loss_patience: int = 0
+    # The relative training-loss improvement that counts as one (see train_loss_patience).
     train_loss_min_improvement: float = 0.01
     # --- checkpoints
+    # Optimizer steps between checkpoints (0: none; a killed run then restarts from step 0).
     checkpoint_every_steps: int = 50
+    # Checkpoints kept on disk (the newest ones).
     keep_checkpoints: int = 2
     # --- runtime
+    # Seed of the batch plan, dropout and LoRA initialisation (the same seed gives the same run).
     seed: int = 42
+    # auto (CUDA when present), cpu, cuda or cuda:N.
     device: str = "auto"
     # "auto": bfloat16 on CUDA (when supported), float32 on the CPU.
     dtype: str = "auto"
+    # Recompute activations in the backward pass (less memory, ~30% slower).
     gradient_checkpointing: bool = False
     # dtype of the merged checkpoint ("auto": the training dtype).
     merged_dtype: str = "auto"
@@ -137,50 +158,9 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TrainingConfig:
-        """Build from a request's config Struct (numbers arrive as floats, int64 as strings)."""
-        data = dict(data or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - set(fields))
-        if unknown:
-            raise InvalidArgument(f"training config: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-        values: dict[str, Any] = {}
-        for name, raw in data.items():
-            default = fields[name].default
-            values[name] = _coerce(name, raw, default)
-        return cls(**values)
-
-
-def _coerce(name: str, raw: Any, default: Any) -> Any:
-    if raw is None:
-        return default
-    try:
-        if name == "target_modules":
-            if isinstance(raw, str):
-                return raw
-            return [str(item) for item in raw]
-        if name == "learning_rate":
-            return float(raw)
-        if isinstance(default, bool):
-            if isinstance(raw, str):
-                if raw.lower() not in ("true", "false", "1", "0"):
-                    raise ValueError(raw)
-                return raw.lower() in ("true", "1")
-            return bool(raw)
-        if isinstance(default, int):
-            value = float(raw)
-            if value != int(value):
-                raise ValueError(raw)
-            return int(value)
-        if isinstance(default, float):
-            return float(raw)
-        if isinstance(default, str):
-            if not isinstance(raw, str):
-                raise ValueError(raw)
-            return raw
-    except (TypeError, ValueError):
-        kind = type(default).__name__
-        raise InvalidArgument(f"training config: {name}={raw!r} is not a valid {kind}") from None
-    return raw
+        """Build from a request's config Struct (services.common.settings: numbers arrive as floats,
+        int64 as strings; an unknown key is refused with the keys that exist)."""
+        return build_settings(cls, data, where="training")
 
 
 def merge_settings(task_training: dict[str, Any] | None, request_config: dict[str, Any] | None) -> TrainingConfig:

@@ -6,11 +6,11 @@ not silently fall back to a default)."""
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.errors import InvalidArgument
+from services.common.settings import build_settings
 
 
 @dataclass
@@ -33,6 +33,7 @@ class GroundedConfig:
     # "auto" (extraction: the input, plus the context where a row has one; qa-open-book: the
     # context), "input", "context" or "both" (either one).
     source: str = "auto"
+    # Match the output text against the source with case.
     case_sensitive: bool = False
 
 
@@ -46,7 +47,9 @@ class LengthConfig:
     enabled: bool = True
     # A catalog name or a local checkpoint/tokenizer folder; empty: the task's student.
     tokenizer: str = ""
+    # Longest prompt (system + input [+ context]) in the student's tokens.
     max_input_tokens: int = 1024
+    # Longest answer in the student's tokens.
     max_output_tokens: int = 512
     # The student's training context: prompt (system + input [+ context]) + answer must fit.
     max_total_tokens: int = 2048
@@ -57,6 +60,7 @@ class DuplicateConfig:
     """Exact duplicates of the input after normalisation (case, whitespace, punctuation) → ``duplicate``."""
 
     enabled: bool = True
+    # Also reject exact copies of a seed.
     against_seeds: bool = True
 
 
@@ -67,8 +71,11 @@ class NearDuplicateConfig:
     enabled: bool = True
     # Estimated Jaccard similarity at or above which two inputs are near duplicates.
     threshold: float = 0.8
+    # MinHash permutations (more: a finer similarity estimate, slower).
     num_perm: int = 64
+    # Characters per shingle (1-8).
     shingle_size: int = 5
+    # Also reject near copies of a seed.
     against_seeds: bool = True
 
 
@@ -91,10 +98,13 @@ class OffTopicConfig:
     """TF-IDF cosine similarity of the input to the task description, topics and seeds → ``off_topic``."""
 
     enabled: bool = True
+    # Similarity below which an input is off topic.
     threshold: float = 0.05
     # "word" or "char_wb" (scikit-learn analyzers).
     analyzer: str = "word"
+    # Shortest n-gram of the TF-IDF analyzer.
     ngram_min: int = 1
+    # Longest n-gram of the TF-IDF analyzer.
     ngram_max: int = 1
     # With fewer seed inputs than this the check is skipped (noted in the report).
     min_seeds: int = 3
@@ -126,6 +136,7 @@ class LabelConfidenceConfig:
     """The teacher's probability for the label it chose below ``min_probability`` → ``low_confidence``."""
 
     enabled: bool = True
+    # The teacher's probability for its label below which the row is rejected.
     min_probability: float = 0.5
     # When true, a row that carries no probability is rejected too; otherwise it passes.
     require: bool = False
@@ -138,7 +149,9 @@ class AgreementConfig:
     regression classifier fitted on the seeds (classification only)."""
 
     enabled: bool = False
+    # A JSONL of the seed-only student's answers, one per generated row.
     predictions: str = ""
+    # Train a quick classifier on the seeds and reject rows whose label it disagrees with.
     seed_classifier: bool = False
     # The seed classifier only vetoes when it is at least this sure of its own label.
     min_classifier_probability: float = 0.6
@@ -153,7 +166,9 @@ class JudgeConfig:
     instructions: str = ""
     # Probability of "yes" below which the example is rejected.
     threshold: float = 0.5
+    # Examples graded per Complete call.
     batch_size: int = 16
+    # Seconds one grading call may take.
     timeout_seconds: float = 300.0
 
 
@@ -178,57 +193,12 @@ class ValidatorConfig:
         return dataclasses.asdict(self)
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    # protobuf Struct carries every number as a float: 64 arrives as 64.0.
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise InvalidArgument(f"{where}: expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
-            raise InvalidArgument(f"{where}: expected an integer, got {value!r}")
-        return int(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidArgument(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise InvalidArgument(f"{where}: expected a string, got {value!r}")
-        return value
-    if typing.get_origin(hint) is list:
-        if not isinstance(value, list):
-            raise InvalidArgument(f"{where}: expected a list, got {value!r}")
-        (item_hint,) = typing.get_args(hint)
-        return [_coerce(item, item_hint, f"{where}[{index}]") for index, item in enumerate(value)]
-    raise InvalidArgument(f"{where}: unsupported setting type")  # pragma: no cover - config bug
-
-
-def _apply(target: Any, values: dict[str, Any], where: str) -> None:
-    hints = typing.get_type_hints(type(target))
-    known = [f.name for f in dataclasses.fields(target)]
-    for key, value in values.items():
-        path = f"{where}.{key}"
-        if key not in known:
-            raise InvalidArgument(f"unknown validation setting {path}; known keys of {where}: {', '.join(known)}")
-        current = getattr(target, key)
-        if dataclasses.is_dataclass(current):
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                raise InvalidArgument(f"{path}: expected a mapping of settings, got {value!r}")
-            _apply(current, value, path)
-        else:
-            setattr(target, key, _coerce(value, hints[key], path))
-
-
 def build_config(task_section: dict[str, Any] | None, overrides: dict[str, Any] | None = None) -> ValidatorConfig:
     """Defaults ← task.yaml ``validation:`` ← request ``config``; checked as it is built."""
-    config = ValidatorConfig()
-    for source in (task_section or {}, overrides or {}):
-        if not isinstance(source, dict):
+    for source in (task_section, overrides):
+        if source is not None and not isinstance(source, dict):
             raise InvalidArgument(f"validation settings must be a mapping, got {source!r}")
-        _apply(config, source, "validation")
+    config = build_settings(ValidatorConfig, task_section, overrides, where="validation")
     _check_ranges(config)
     return config
 

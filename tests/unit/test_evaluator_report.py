@@ -118,8 +118,13 @@ def test_latency_stats_and_options():
     assert stats["latency_p95_ms"] == pytest.approx(880.0)  # numpy linear interpolation: 0.4 + 0.8 * 0.6
     assert stats["tokens_per_second"] == pytest.approx(50 / 2.0)
     assert EvalOptions.from_dict({"max_examples": "5"}).max_examples == 5
-    with pytest.raises(InvalidArgument, match="unknown option"):
+    with pytest.raises(InvalidArgument, match=r"unknown evaluation setting evaluation\.max_exmaples; known keys "
+                                              r"of evaluation: max_examples"):
         EvalOptions.from_dict({"max_exmaples": 5})
+    with pytest.raises(InvalidArgument, match=r"evaluation\.teacher_batch_size must be >= 1, got 0"):
+        EvalOptions.from_dict({"teacher_batch_size": 0})
+    with pytest.raises(InvalidArgument, match=r"evaluation\.constrained: expected true or false, got 'maybe'"):
+        EvalOptions.from_dict({"constrained": "maybe"})
     options = EvalOptions.from_dict({"bootstrap_resamples": 500, "bootstrap_seed": 3})
     assert (options.bootstrap_resamples, options.bootstrap_seed) == (500, 3)
     assert (EvalOptions().bootstrap_resamples, EvalOptions().bootstrap_seed) == (2000, 0)

@@ -181,12 +181,21 @@ def test_label_source_settings() -> None:
                     settings={"generation": {"label_source": "Agreement", "teacher_trust_accuracy": "0.6"}})
     s = GenerationSettings.resolve({}, spec)
     assert (s.label_source, s.teacher_trust_accuracy) == ("agreement", 0.6)
+    # the request's own fields win over the section; the pipeline's names are the section's aliases
+    both = GenerationSettings.resolve({"target_count": 7, "random_seed": "0"},
+                                      TaskSpec(name="t", type="classification", description="d", labels=["a"],
+                                               settings={"generation": {"target_count": 5, "seed": 3,
+                                                                        "price_per_1m_tokens": 2}}))
+    assert (both.target, both.random_seed, both.price_prompt_per_1m, both.price_completion_per_1m) == (7, 3, 2.0, 2.0)
     defaults = GenerationSettings.resolve({}, TaskSpec(name="t", type="classification", description="d",
                                                        labels=["a", "b"]))
     assert (defaults.label_source, defaults.teacher_trust_accuracy) == ("auto", 0.8)  # the defence is on
     for bad, match in (({"label_source": "student"}, "label_source must be one of"),
                        ({"teacher_trust_accuracy": 1.5}, "teacher_trust_accuracy must be in"),
-                       ({"teacher_trust_accuracy": "high"}, "is not a number")):
+                       ({"teacher_trust_accuracy": "high"}, "generation.teacher_trust_accuracy: expected a number"),
+                       ({"tempreature": 0.5}, "unknown generation setting generation.tempreature; known keys"),
+                       ({"target": 5, "target_count": 6}, "another name of generation.target is set too"),
+                       ({"backend": "llamacpp"}, "generation.backend 'llamacpp' is not a backend")):
         with pytest.raises(InvalidArgument, match=match):
             GenerationSettings.resolve({}, TaskSpec(name="t", type="classification", description="d",
                                                     labels=["a", "b"], settings={"generation": bad}))

@@ -36,12 +36,14 @@ def test_defaults_and_struct_coercion() -> None:
 
 
 @pytest.mark.parametrize("data, fragment", [
-    ({"lora_rank": 8}, "unknown key(s) lora_rank"),
-    ({"lora_r": 2.5}, "lora_r=2.5 is not a valid int"),
+    ({"lora_rank": 8}, "unknown training setting training.lora_rank; known keys of training: full_finetune"),
+    ({"lora_r": 2.5}, "training.lora_r: expected an integer, got 2.5"),
     ({"schedule": "step"}, "schedule 'step' is not one of"),
     ({"eval_fraction": 0.95}, "eval_fraction must be in"),
     ({"batch_size": 0}, "batch_size must be >= 1"),
-    ({"full_finetune": "maybe"}, "full_finetune='maybe'"),
+    ({"full_finetune": "maybe"}, "training.full_finetune: expected true or false, got 'maybe'"),
+    ({"target_modules": 3}, "training.target_modules: expected a string or a list, got 3"),
+    ({"learning_rate": "fast"}, "training.learning_rate: expected a number, got 'fast'"),
 ])
 def test_bad_config_is_invalid_argument(data: dict, fragment: str) -> None:
     with pytest.raises(InvalidArgument) as info:
