@@ -67,6 +67,7 @@ EXTRACTIVE_PRESETS = {"grounded": {"grounded": {"enabled": True}}}
 TASK_DEFAULTS: dict[str, dict] = {
     "news-topic": {"generation": {"target_count": 200}, "evaluation": {"max_examples": 0}},
     "medmcqa-subject": {"generation": {"target_count": 300}, "evaluation": {"max_examples": 0}},
+    "medmcqa-clinical": {"generation": {"target_count": 300}, "evaluation": {"max_examples": 0}},
     "qa-squad": {"generation": {"target_count": 100}, "evaluation": {"max_examples": 200}},
     "conll-entities": {"generation": {"target_count": 60, "label_max_tokens": 160},
                        "evaluation": {"max_examples": 100, "max_new_tokens": 160, "student_batch_size": 8}},
