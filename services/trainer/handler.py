@@ -32,6 +32,7 @@ from services.trainer.merge import save_adapter, save_merged
 
 log = logging.getLogger(__name__)
 
+KIND = "training"
 RESULT_FILE = "result.json"
 
 

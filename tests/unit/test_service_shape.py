@@ -52,3 +52,20 @@ def test_core_modules_spell_no_proto_enum_names() -> None:
                  for n, line in enumerate(p.read_text().splitlines(), 1)
                  if literal.search(line) and not line.lstrip().startswith("#")]
     assert offenders == []
+
+
+# The job kinds each service's handler.py owns (pipeline: DISTILLATION and RETUNE).
+JOB_KINDS = {"generator": "generation", "validator": "validation", "trainer": "training",
+             "evaluator": "evaluation", "serving": "export"}
+
+
+def test_every_service_names_its_job_kind_in_handler_py() -> None:
+    import importlib
+
+    for service, kind in JOB_KINDS.items():
+        handler = importlib.import_module(f"services.{service}.handler")
+        servicer = importlib.import_module(f"services.{service}.servicer")
+        assert handler.KIND == kind, service
+        assert set(servicer.RESULT_TYPES) == {kind}, service  # the result type the Operations API packs
+    pipeline = importlib.import_module("services.pipeline.servicer")
+    assert set(pipeline.RESULT_TYPES) == {"distillation", "retune"}
