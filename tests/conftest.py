@@ -32,3 +32,14 @@ def materialized(model_cache: Path) -> Callable[[str], Path]:
         return resolve_model(name, model_cache)
 
     return resolve
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (tests/helpers/postgres.py); each test takes its
+    own database from it with ``postgres_server.database_url(name)``."""
+    from tests.helpers.postgres import start_postgres
+
+    server = start_postgres()
+    yield server
+    server.stop()

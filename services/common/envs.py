@@ -111,7 +111,8 @@ VARIABLES: dict[str, Variable] = {}
 HOME = _declare("DISTILLERY_HOME", None, "State folder (store, databases, model cache, logs); "
                 "default ./.distillery in the working directory.", _path)
 STORE_URL = _declare("DISTILLERY_STORE_URL", "", "Artifact store URL (file://…); default <home>/store.")
-DB_URL = _declare("DISTILLERY_DB_URL", "", "Operations database URL (sqlite:///…); default <home>/<service>.db.")
+DB_URL = _declare("DISTILLERY_DB_URL", "", "Operations database URL: sqlite:///path (embedded; default "
+                  "<home>/<service>.db) or postgresql://user:password@host:5432/db (shared by replicas).")
 HOST = _declare("DISTILLERY_HOST", "127.0.0.1", "Address the gRPC server binds (0.0.0.0 in a pod).")
 PORT = _declare("DISTILLERY_PORT", 0, "gRPC port; 0 = the service's default (50050-50055).", _integer)
 METRICS_PORT = _declare("DISTILLERY_METRICS_PORT", 0, "Prometheus /metrics port; 0 = gRPC port + 1000, "

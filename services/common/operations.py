@@ -1,8 +1,9 @@
 """Persisted long-running operations (the google.longrunning.Operation model, without grpc).
 
 The store sits behind a small interface keyed by a database URL. ``sqlite:///path`` is the
-embedded default; several replicas of a service can later share one database by pointing at a
-server-backed URL with another implementation of ``OperationStore``.
+embedded default (``make demo`` needs no database server); ``postgresql://…`` (psycopg 3) is the
+one several replicas of a service share. Both run the same SQL (SqlOperationStore), so they have
+the same semantics, and the same tests run against both (tests/unit/test_operations.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import InvalidArgument, NotFound, Unavailable
 
 PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
@@ -64,18 +65,18 @@ CREATE TABLE IF NOT EXISTS operations (
     kind TEXT NOT NULL,
     state TEXT NOT NULL,
     request TEXT NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}',
+    metadata TEXT NOT NULL DEFAULT '{{}}',
     result TEXT,
     error_code TEXT,
     error_message TEXT,
     request_id TEXT,
-    create_time REAL NOT NULL,
-    update_time REAL NOT NULL,
+    create_time {real} NOT NULL,
+    update_time {real} NOT NULL,
     cancel_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS operations_request_id ON operations(service, request_id)
     WHERE request_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS operations_state ON operations(state);
+CREATE INDEX IF NOT EXISTS operations_state ON operations(state)
 """
 
 # Job kinds renamed so that every service names its jobs by the noun of its work (generation,
@@ -86,21 +87,37 @@ RENAMED_KINDS: dict[tuple[str, str], str] = {("trainer", "train"): "training", (
 _JSON_FIELDS = ("request", "metadata", "result")
 _COLUMNS = ("name", "service", "kind", "state", "request", "metadata", "result", "error_code",
             "error_message", "request_id", "create_time", "update_time", "cancel_requested")
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM operations"
 
 
-class SqliteOperationStore:
-    """SQLite in WAL mode; safe for the threads of one process and for readers in others."""
+class SqlOperationStore:
+    """The store's semantics in SQL both databases speak; a subclass supplies the connection and
+    its placeholder style (``?`` for sqlite3, ``%s`` for psycopg) and the change counter."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+    placeholder = "?"
+
+    def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+
+    # ----- what a database implementation supplies ---------------------------------------------
+    def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def version(self) -> int:  # pragma: no cover - abstract
+        """Changes whenever any process commits a change (cheap polling for watchers)."""
+        raise NotImplementedError
+
+    # ----- shared -------------------------------------------------------------------------------
+    def _sql(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        with self._lock:
+            return self._execute(self._sql(sql), args)
+
+    def _migrate(self) -> None:
         for (service, old), new in RENAMED_KINDS.items():
-            self._conn.execute("UPDATE operations SET kind = ? WHERE service = ? AND kind = ?", (new, service, old))
+            self._run("UPDATE operations SET kind = ? WHERE service = ? AND kind = ?", (new, service, old))
 
     def _row(self, row: tuple[Any, ...]) -> OperationRecord:
         data = dict(zip(_COLUMNS, row))
@@ -110,34 +127,35 @@ class SqliteOperationStore:
         return OperationRecord(**data)
 
     def create(self, service: str, kind: str, request: dict[str, Any], request_id: str | None = None) -> tuple[OperationRecord, bool]:
-        """Create an operation; with a request_id already seen, return that one (created=False)."""
+        """Create an operation; with a request_id already seen, return that one (created=False).
+        Safe across processes and replicas: the unique (service, request_id) index decides, so two
+        replicas starting the same request at once create one operation."""
+        now = time.time()
+        name = f"{service}/operations/{uuid.uuid4().hex[:16]}"
+        record = OperationRecord(name=name, service=service, kind=kind, state=PENDING, request=request,
+                                 metadata={"state": PENDING}, request_id=request_id or None,
+                                 create_time=now, update_time=now)
         with self._lock:
-            if request_id:
-                row = self._conn.execute(
-                    f"SELECT {', '.join(_COLUMNS)} FROM operations WHERE service=? AND request_id=?",
-                    (service, request_id)).fetchone()
-                if row:
-                    return self._row(row), False
-            now = time.time()
-            name = f"{service}/operations/{uuid.uuid4().hex[:16]}"
-            record = OperationRecord(name=name, service=service, kind=kind, state=PENDING, request=request,
-                                     metadata={"state": PENDING}, request_id=request_id or None,
-                                     create_time=now, update_time=now)
-            self._conn.execute(
-                f"INSERT INTO operations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+            cur = self._run(
+                f"INSERT INTO operations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+                "ON CONFLICT DO NOTHING",
                 (record.name, service, kind, PENDING, json.dumps(request), json.dumps(record.metadata), None,
                  None, None, record.request_id, now, now, 0))
-            return record, True
+            if cur.rowcount == 1:
+                return record, True
+            row = self._run(f"{_SELECT} WHERE service=? AND request_id=?", (service, request_id)).fetchone()
+        if row is None:  # pragma: no cover - a conflict on the uuid name itself
+            raise InvalidArgument(f"could not create an operation for {service} (name collision)")
+        return self._row(row), False
 
     def get(self, name: str) -> OperationRecord:
-        with self._lock:
-            row = self._conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM operations WHERE name=?", (name,)).fetchone()
+        row = self._run(f"{_SELECT} WHERE name=?", (name,)).fetchone()
         if row is None:
             raise NotFound(f"operation {name!r} not found")
         return self._row(row)
 
     def list(self, service: str | None = None, states: frozenset[str] | None = None, limit: int = 100, offset: int = 0) -> list[OperationRecord]:
-        query, args = f"SELECT {', '.join(_COLUMNS)} FROM operations WHERE 1=1", []
+        query, args = f"{_SELECT} WHERE 1=1", []
         if service:
             query += " AND service=?"
             args.append(service)
@@ -146,9 +164,7 @@ class SqliteOperationStore:
             args.extend(sorted(states))
         query += " ORDER BY create_time DESC LIMIT ? OFFSET ?"
         args.extend([limit, offset])
-        with self._lock:
-            rows = self._conn.execute(query, args).fetchall()
-        return [self._row(row) for row in rows]
+        return [self._row(row) for row in self._run(query, tuple(args)).fetchall()]
 
     def update(self, name: str, **fields: Any) -> OperationRecord:
         unknown = set(fields) - set(_COLUMNS)
@@ -157,8 +173,8 @@ class SqliteOperationStore:
         fields["update_time"] = time.time()
         values = [json.dumps(v) if k in _JSON_FIELDS and v is not None else v for k, v in fields.items()]
         with self._lock:
-            cur = self._conn.execute(
-                f"UPDATE operations SET {', '.join(f'{k}=?' for k in fields)} WHERE name=?", (*values, name))
+            cur = self._run(f"UPDATE operations SET {', '.join(f'{k}=?' for k in fields)} WHERE name=?",
+                            (*values, name))
             if cur.rowcount == 0:
                 raise NotFound(f"operation {name!r} not found")
             return self.get(name)
@@ -170,22 +186,94 @@ class SqliteOperationStore:
         return self.update(name, cancel_requested=1)
 
     def delete(self, name: str) -> None:
-        with self._lock:
-            cur = self._conn.execute("DELETE FROM operations WHERE name=?", (name,))
+        cur = self._run("DELETE FROM operations WHERE name=?", (name,))
         if cur.rowcount == 0:
             raise NotFound(f"operation {name!r} not found")
 
+
+class SqliteOperationStore(SqlOperationStore):
+    """SQLite in WAL mode; safe for the threads of one process and for readers in others."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA.format(real="REAL"))
+        self._migrate()
+
+    def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        return self._conn.execute(sql, args)
+
     def version(self) -> int:
-        """Changes whenever any process commits a change (cheap polling for watchers)."""
         with self._lock:
             return int(self._conn.execute("PRAGMA data_version").fetchone()[0]) + int(
                 self._conn.execute("SELECT COALESCE(MAX(update_time), 0) * 1000 FROM operations").fetchone()[0])
 
 
+class PostgresOperationStore(SqlOperationStore):
+    """PostgreSQL (psycopg 3), for several replicas of a service sharing one database. One
+    autocommit connection per store, used under the store's lock; a lost connection is opened
+    again on the next call (a database restart costs the calls in flight, not the process)."""
+
+    placeholder = "%s"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        import psycopg
+
+        self._psycopg = psycopg
+        self.url = url
+        self._conn = self._connect()
+        with self._lock:
+            for statement in _SCHEMA.format(real="DOUBLE PRECISION").split(";"):
+                self._conn.execute(statement)
+            # A sequence bumped by every write: version() reads it without scanning the table.
+            self._conn.execute("CREATE SEQUENCE IF NOT EXISTS operations_changes")
+        self._migrate()
+
+    def _connect(self) -> Any:
+        try:
+            return self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except self._psycopg.OperationalError as exc:
+            raise Unavailable(f"operations database {_redacted(self.url)}: {exc}".strip()) from None
+
+    def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        if self._conn.closed:
+            self._conn = self._connect()
+        try:
+            cur = self._conn.execute(sql, args)
+            if not sql.lstrip().upper().startswith("SELECT"):
+                self._conn.execute("SELECT nextval('operations_changes')")
+            return cur
+        except self._psycopg.OperationalError as exc:
+            self._conn.close()
+            raise Unavailable(f"operations database {_redacted(self.url)}: {exc}".strip()) from None
+
+    def version(self) -> int:
+        row = self._run("SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END FROM operations_changes").fetchone()
+        return int(row[0])
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password (errors and logs never show it)."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}" if ":" in credentials else url
+
+
 def open_operation_store(db_url: str) -> OperationStore:
-    """Open the operation store named by a database URL (``sqlite:///abs/path.db``)."""
+    """Open the operation store named by a database URL: ``sqlite:///abs/path.db`` (embedded, the
+    default) or ``postgresql://user:password@host:5432/db`` (shared by replicas)."""
     if db_url.startswith("sqlite:///"):
         return SqliteOperationStore(Path(db_url[len("sqlite:///"):]))
+    if db_url.startswith(("postgresql://", "postgres://")):
+        return PostgresOperationStore(db_url)
     if db_url == "sqlite://" or db_url == ":memory:":
         raise InvalidArgument("an in-memory operation store would lose jobs on restart; give a file path")
-    raise InvalidArgument(f"unsupported operations database URL {db_url!r}; supported: sqlite:///path")
+    raise InvalidArgument(f"unsupported operations database URL {_redacted(db_url)!r}; supported: sqlite:///path, "
+                          "postgresql://user:password@host:port/database")

@@ -252,3 +252,39 @@ def test_judge_against_the_real_generator(tmp_path: Path) -> None:
         assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
     finally:
         handle.stop()
+
+
+def test_a_service_on_postgresql_runs_a_job_and_a_second_replica_sees_it(
+        tmp_path: Path, request: pytest.FixtureRequest, postgres_server) -> None:
+    """The validator with DISTILLERY_DB_URL=postgresql://… (a real server): the job runs to its
+    result, and a second server of the same service on the same database and store (another
+    replica) answers GetOperation with that result."""
+    db_url = postgres_server.database_url("validator_replicas")
+    home = tmp_path / "home"
+    servers = []
+    for _ in range(2):
+        config = ServiceConfig(service="validator", port=_free_port(), metrics_port=-1, home=home, db_url=db_url,
+                               peers={"generator": f"127.0.0.1:{_free_port()}"},
+                               model_cache=_shared_model_cache(request))
+        servers.append((*start_service(config, build, RESULT_TYPES), open_channel(config.address)))
+    try:
+        (_, first_ctx, first), (_, _, second) = servers
+        assert wait_healthy(first, timeout=30) and wait_healthy(second, timeout=30)
+        rows = [json.dumps(_generated_row(n, text, label, 0.9)) for n, (text, label) in enumerate(
+            [("My credit card got swallowed by the cash machine", "card"),
+             ("Send 200 dollars to my brother overseas", "transfer"),
+             ("Show me how much is in my checking account", "balance")])]
+        stub = validator_pb2_grpc.ValidatorServiceStub(first)
+        operation = stub.StartValidation(_request(first_ctx, rows, request_id="pg-1"), timeout=30)
+        done = OperationsClient(first).wait(operation.name, timeout=180, poll=2)
+        assert OperationsClient.result(done, validator_pb2.ValidationResult).accepted_count == 3
+        seen = OperationsClient(second).wait(operation.name, timeout=10, poll=1)
+        assert seen.done and OperationsClient.result(seen, validator_pb2.ValidationResult).accepted_count == 3
+        # the same request_id started on the other replica is the same operation (idempotent start)
+        again = validator_pb2_grpc.ValidatorServiceStub(second).StartValidation(
+            _request(first_ctx, rows, request_id="pg-1"), timeout=30)
+        assert again.name == operation.name
+    finally:
+        for server, _, channel in servers:
+            channel.close()
+            server.stop(grace=1)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -12,41 +13,50 @@ from services.common.jobs import JobRunner, OperationContext
 from services.common.operations import open_operation_store
 
 
-def make_runner(tmp_path: Path) -> JobRunner:
-    ops = open_operation_store(f"sqlite:///{tmp_path / 'ops.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every test runs against both stores: the embedded SQLite file and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ops.db'}"
+    server = request.getfixturevalue("postgres_server")
+    return server.database_url(re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:60])
+
+
+def make_runner(tmp_path: Path, db_url: str) -> JobRunner:
+    ops = open_operation_store(db_url)
     return JobRunner("validator", ops, ArtifactStore((tmp_path / "store").as_uri()), tmp_path)
 
 
-def test_store_survives_reopen_and_dedups_request_ids(tmp_path: Path) -> None:
-    ops = open_operation_store(f"sqlite:///{tmp_path / 'ops.db'}")
+def test_store_survives_reopen_and_dedups_request_ids(tmp_path: Path, db_url: str) -> None:
+    ops = open_operation_store(db_url)
     first, created = ops.create("trainer", "training", {"a": 1}, request_id="r1")
     again, created_again = ops.create("trainer", "training", {"a": 2}, request_id="r1")
     assert created and not created_again and again.name == first.name
-    reopened = open_operation_store(f"sqlite:///{tmp_path / 'ops.db'}")
+    reopened = open_operation_store(db_url)
     assert reopened.get(first.name).request == {"a": 1}
     with pytest.raises(NotFound):
         reopened.get("trainer/operations/none")
     with pytest.raises(InvalidArgument, match="unsupported"):
-        open_operation_store("postgres://x")
+        open_operation_store("mysql://x")
 
 
-def test_records_of_renamed_job_kinds_are_migrated_on_open(tmp_path: Path) -> None:
+def test_records_of_renamed_job_kinds_are_migrated_on_open(tmp_path: Path, db_url: str) -> None:
     """A store written before the trainer's and evaluator's jobs were renamed ("train" →
     "training", "evaluate" → "evaluation"): reopening it renames the records, so an unfinished job
     still finds its handler and a finished one its result type."""
-    ops = open_operation_store(f"sqlite:///{tmp_path / 'ops.db'}")
+    ops = open_operation_store(db_url)
     train, _ = ops.create("trainer", "train", {"a": 1})
     evaluate, _ = ops.create("evaluator", "evaluate", {"b": 2})
     other, _ = ops.create("pipeline", "train", {})  # only the trainer's "train" was renamed
-    reopened = open_operation_store(f"sqlite:///{tmp_path / 'ops.db'}")
+    reopened = open_operation_store(db_url)
     assert reopened.get(train.name).kind == "training"
     assert reopened.get(evaluate.name).kind == "evaluation"
     assert reopened.get(other.name).kind == "train"
     assert reopened.get(train.name).request == {"a": 1}
 
 
-def test_job_runs_reports_progress_and_result(tmp_path: Path) -> None:
-    runner = make_runner(tmp_path)
+def test_job_runs_reports_progress_and_result(tmp_path: Path, db_url: str) -> None:
+    runner = make_runner(tmp_path, db_url)
 
     def handler(ctx: OperationContext) -> dict:
         for i in range(3):
@@ -59,8 +69,8 @@ def test_job_runs_reports_progress_and_result(tmp_path: Path) -> None:
     assert record.metadata["done"] == 3 and record.metadata["total"] == 3
 
 
-def test_failure_is_typed_and_cancel_stops_the_job(tmp_path: Path) -> None:
-    runner = make_runner(tmp_path)
+def test_failure_is_typed_and_cancel_stops_the_job(tmp_path: Path, db_url: str) -> None:
+    runner = make_runner(tmp_path, db_url)
 
     def bad(ctx: OperationContext) -> dict:
         raise InvalidArgument("row 3: field x is wrong")
@@ -81,7 +91,7 @@ def test_failure_is_typed_and_cancel_stops_the_job(tmp_path: Path) -> None:
     assert runner.wait(name, timeout=10).state == "CANCELLED"
 
 
-def test_unfinished_jobs_resume_after_a_restart(tmp_path: Path) -> None:
+def test_unfinished_jobs_resume_after_a_restart(tmp_path: Path, db_url: str) -> None:
     """A runner that stops mid-job leaves the operation RUNNING; a new runner resumes it and the
     handler continues from what it wrote in its work directory."""
     started = threading.Event()
@@ -97,13 +107,13 @@ def test_unfinished_jobs_resume_after_a_restart(tmp_path: Path) -> None:
             time.sleep(0.1)
         return {"read": done, "resumed": ctx.resumed}
 
-    first = make_runner(tmp_path)
+    first = make_runner(tmp_path, db_url)
     first.register("validation", handler)
     name = first.submit("validation", {}).name
     started.wait(5)
     first.shutdown(wait=True)
     assert first.ops.get(name).state == "RUNNING"
-    second = make_runner(tmp_path)
+    second = make_runner(tmp_path, db_url)
     second.register("validation", handler)
     assert second.resume_unfinished() == [name]
     record = second.wait(name, timeout=10)
@@ -111,8 +121,8 @@ def test_unfinished_jobs_resume_after_a_restart(tmp_path: Path) -> None:
     assert record.metadata["resumes"] == 1
 
 
-def test_starting_a_failed_operation_again_retries_it_in_place(tmp_path: Path) -> None:
-    runner = make_runner(tmp_path)
+def test_starting_a_failed_operation_again_retries_it_in_place(tmp_path: Path, db_url: str) -> None:
+    runner = make_runner(tmp_path, db_url)
     attempts = []
 
     def flaky(ctx: OperationContext) -> dict:
@@ -129,3 +139,35 @@ def test_starting_a_failed_operation_again_retries_it_in_place(tmp_path: Path) -
     done = runner.wait(again.name, timeout=10)
     assert done.state == "SUCCEEDED" and done.error_code is None and done.metadata["retries"] == 1
     assert attempts == [first.name, first.name]
+
+
+def test_two_replicas_on_one_database_create_one_operation_per_request_id(tmp_path: Path, db_url: str) -> None:
+    """Two stores on one database (two replicas of a service) racing to start the same request:
+    the unique (service, request_id) index makes exactly one operation, and both see it."""
+    first, second = open_operation_store(db_url), open_operation_store(db_url)
+    results: list[tuple] = []
+    barrier = threading.Barrier(8)
+
+    def start(store) -> None:
+        barrier.wait()
+        results.append(store.create("generator", "generation", {"n": 1}, request_id="job-7:generate"))
+
+    threads = [threading.Thread(target=start, args=(first if i % 2 else second,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len({record.name for record, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    name = results[0][0].name
+    before = first.version()
+    second.update(name, state="RUNNING")
+    assert first.get(name).state == "RUNNING" and first.version() != before  # the other replica's write shows
+
+
+def test_an_unreachable_database_is_unavailable_and_hides_the_password() -> None:
+    from services.common.errors import Unavailable
+
+    with pytest.raises(Unavailable) as info:
+        open_operation_store("postgresql://alice:s3cret@127.0.0.1:1/db")
+    assert "s3cret" not in str(info.value) and "alice:***@127.0.0.1:1/db" in str(info.value)
