@@ -33,6 +33,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -228,10 +229,11 @@ def read_report(job) -> dict | None:
     return json.loads(cli._store().read_bytes(Artifact(report_ref.uri, report_ref.sha256, report_ref.size)))
 
 
-def repeat_training(result: dict, train_seeds: int) -> None:
+def repeat_training(result: dict, train_seeds: int, save_progress: Callable[[], None] = lambda: None) -> None:
     """Retrain the trained and the seed-only student with the training seeds the task has not
     run yet (a retune per seed, on the same validated rows; only the two students are scored
-    again), then record mean ± sd over the runs and the pooled interval."""
+    again), then record mean ± sd over the runs and the pooled interval. ``save_progress`` runs
+    after each seed, so a run stopped between seeds keeps the ones it finished (a rerun skips them)."""
     from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc
 
     from services.common.convert import struct_from
@@ -252,6 +254,8 @@ def repeat_training(result: dict, train_seeds: int) -> None:
         job = cli.follow(operation.name, quiet=not sys.stdout.isatty())
         result["runs"] = [r for r in result.get("runs", []) if r["training_seed"] != training_seed]
         result["runs"].append(run_record(training_seed, operation.name, job.state, read_report(job)))
+        summarize_runs(result, read_predictions)
+        save_progress()
     summarize_runs(result, read_predictions)
 
 
@@ -471,7 +475,7 @@ def main() -> int:
             result = results[load_task_name(ROOT / "examples" / task)]
             if result["rows"] and args.train_seeds > 1 and result.get("verdict"):
                 print(f"== {task}: {args.train_seeds} training seeds ==", flush=True)
-                repeat_training(result, args.train_seeds)
+                repeat_training(result, args.train_seeds, lambda: save(list(results.values())))
                 save(list(results.values()))
         for task in args.tasks:
             result = results[load_task_name(ROOT / "examples" / task)]
