@@ -111,6 +111,10 @@ class OperationFailed(Exception):
         super().__init__(f"{operation.name}: {self.code.name}: {operation.error.message}")
 
 
+# Answers that mean "try again", not "the operation failed".
+_TRANSIENT = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE})
+
+
 class OperationsClient:
     def __init__(self, channel: grpc.Channel) -> None:
         self.ops = operations_pb2_grpc.OperationsStub(channel)
@@ -126,15 +130,25 @@ class OperationsClient:
         return list(self.ops.ListOperations(operations_pb2.ListOperationsRequest(page_size=page_size),
                                             timeout=10.0).operations)
 
-    def wait(self, name: str, timeout: float = 3600.0, poll: float = 30.0) -> operations_pb2.Operation:
-        """Wait for an operation with WaitOperation calls of ``poll`` seconds each."""
+    def wait(self, name: str, timeout: float = 3600.0, poll: float = 30.0, slack: float = 10.0) -> operations_pb2.Operation:
+        """Wait for an operation with WaitOperation calls of ``poll`` seconds each (each may take
+        ``slack`` seconds longer). A call that runs past that or finds the server restarting
+        (DEADLINE_EXCEEDED, UNAVAILABLE) is tried again until ``timeout``: a slow or restarting
+        server is not a failed operation."""
         deadline = time.time() + timeout
         while True:
             left = deadline - time.time()
             chunk = max(0.1, min(poll, left))
-            operation = self.ops.WaitOperation(
-                operations_pb2.WaitOperationRequest(name=name, timeout=duration_pb2.Duration(seconds=int(chunk), nanos=int((chunk % 1) * 1e9))),
-                timeout=chunk + 10)
+            try:
+                operation = self.ops.WaitOperation(
+                    operations_pb2.WaitOperationRequest(name=name, timeout=duration_pb2.Duration(
+                        seconds=int(chunk), nanos=int((chunk % 1) * 1e9))),
+                    timeout=chunk + slack)
+            except grpc.RpcError as exc:
+                if exc.code() not in _TRANSIENT or time.time() >= deadline:
+                    raise
+                time.sleep(min(1.0, max(0.0, deadline - time.time())))
+                continue
             if operation.done or time.time() >= deadline:
                 return operation
 
