@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -90,7 +91,7 @@ _COLUMNS = ("name", "service", "kind", "state", "request", "metadata", "result",
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM operations"
 
 
-class SqlOperationStore:
+class SqlOperationStore(ABC):
     """The store's semantics in SQL both databases speak; a subclass supplies the connection and
     its placeholder style (``?`` for sqlite3, ``%s`` for psycopg) and the change counter."""
 
@@ -100,12 +101,13 @@ class SqlOperationStore:
         self._lock = threading.RLock()
 
     # ----- what a database implementation supplies ---------------------------------------------
-    def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        """Run one statement on the database's connection; returns its cursor."""
 
-    def version(self) -> int:  # pragma: no cover - abstract
+    @abstractmethod
+    def version(self) -> int:
         """Changes whenever any process commits a change (cheap polling for watchers)."""
-        raise NotImplementedError
 
     # ----- shared -------------------------------------------------------------------------------
     def _sql(self, sql: str) -> str:
