@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import RESULTS, machine, write_result  # noqa: E402
+from benchmarks._common import RESULTS, code_version, load_average, machine, write_result  # noqa: E402
 
 RESULTS_FILE = RESULTS / "quality.json"
 
@@ -106,7 +106,9 @@ def run_record(training_seed: int, job_name: str, state: str, report: dict | Non
     """One training run of a task: the two students' scores and their compared difference, and
     where its predictions are (to pool the runs later)."""
     record = {"training_seed": training_seed, "job": job_name, "state": state, "student": None, "seed_only": None,
-              "comparison": None, "predictions": None}
+              "comparison": None, "predictions": None,
+              # Taken when the run ended: its 1-minute figure says whether the run was contended.
+              "load_average": load_average()}
     if report is not None:
         primary = report["primary_metric"]
         by_name = {c["name"]: c for c in report["candidates"]}
@@ -464,11 +466,14 @@ def main() -> int:
         # (long) retunes, and each is saved as soon as it exists.
         for task in args.tasks:
             print(f"== {task} ==", flush=True)
+            load_before = load_average()
             settings = deep_merge(TASK_DEFAULTS.get(task, FALLBACK_DEFAULTS), overrides)
             settings.setdefault("training", {}).setdefault("seed", 0)  # the first of the training seeds
             result = run_task(ROOT / "examples" / task, settings, task_overrides)
             result["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             result["overrides"] = settings
+            result["code"] = code_version()
+            result["load_average"] = {"start": load_before, "end": load_average()}
             results[result["task"]] = result
             save(list(results.values()))
         for task in args.tasks:
