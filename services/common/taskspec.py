@@ -374,16 +374,22 @@ def load_task(folder: Path, min_seeds: int = MIN_SEEDS) -> TaskBundle:
         if key in test_index:
             raise TaskFolderError("seeds.jsonl", f"input also appears in test.jsonl:{test_index[key]}; a seed in the "
                                   "held-out test set would inflate the evaluation", seed.metadata["line"], "input")
-    context: list[str] = []
     context_path = folder / "context.jsonl"
-    if context_path.exists():
-        for item in iter_jsonl(context_path, skip_partial_tail=False):
-            if item.error:
-                raise TaskFolderError("context.jsonl", item.error, item.line)
-            value = item.value
-            text = value.get("text") if isinstance(value, dict) else value
-            if not isinstance(text, str):
-                raise TaskFolderError("context.jsonl", 'each line must be a string or an object with "text"',
-                                      item.line, "text")
-            context.append(text)
+    context = read_context(context_path) if context_path.exists() else []
     return TaskBundle(root=folder, spec=spec, seeds=seeds, test=test, context=context)
+
+
+def read_context(path: Path) -> list[str]:
+    """context.jsonl: one passage per line, a JSON string or an object with "text" (every line
+    kept as written; a bad line is a TaskFolderError naming it)."""
+    passages: list[str] = []
+    for item in iter_jsonl(path, skip_partial_tail=False):
+        if item.error:
+            raise TaskFolderError("context.jsonl", item.error, item.line)
+        value = item.value
+        text = value.get("text") if isinstance(value, dict) else value
+        if not isinstance(text, str):
+            raise TaskFolderError("context.jsonl", 'each line must be a string or an object with "text"',
+                                  item.line, "text")
+        passages.append(text)
+    return passages

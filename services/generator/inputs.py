@@ -8,8 +8,7 @@ from typing import Any
 
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.errors import InvalidArgument, TaskFolderError
-from services.common.jsonl import iter_jsonl
-from services.common.taskspec import Example, TaskSpec, parse_examples
+from services.common.taskspec import Example, TaskSpec, parse_examples, read_context
 
 
 def task_from_request(task: dict[str, Any] | None) -> TaskSpec:
@@ -61,18 +60,7 @@ def load_context(store: ArtifactStore, ref: dict[str, Any] | None, work_dir: Pat
         return []
     path = work_dir / "context.jsonl"
     path.write_bytes(store.read_bytes(artifact))
-    passages = []
-    for item in iter_jsonl(path, skip_partial_tail=False):
-        if item.error:
-            raise TaskFolderError("context.jsonl", item.error, item.line)
-        value = item.value
-        text = value.get("text") if isinstance(value, dict) else value
-        if not isinstance(text, str):
-            raise TaskFolderError("context.jsonl", 'each line must be a string or an object with "text"', item.line,
-                                  "text")
-        if text.strip():
-            passages.append(text.strip())
-    return passages
+    return [text.strip() for text in read_context(path) if text.strip()]
 
 
 def examples_from_request(rows: list[dict[str, Any]]) -> list[Example]:

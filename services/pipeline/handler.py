@@ -1,14 +1,12 @@
-"""Job handlers of the pipeline service: proto-shaped request dicts → DistillationRunner."""
+"""Job handlers of the pipeline service: the stored StartDistillation/StartRetune request → a
+DistillationRunner over typed objects (TaskSpec, Artifacts, settings)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from distillery.v1 import common_pb2
-from google.protobuf import json_format
-
 from services.common.artifacts import Artifact
-from services.common.convert import task_from_proto
+from services.common.convert import task_from_record
 from services.common.errors import InvalidArgument, NotFound
 from services.common.jobs import JobRunner, OperationContext
 from services.pipeline.orchestrator import DistillationRunner, deep_merge
@@ -49,7 +47,7 @@ def make_handlers(runner: JobRunner, workers: Workers) -> None:
         request = ctx.request
         if not request.get("task"):
             raise InvalidArgument("task is required")
-        spec = task_from_proto(json_format.ParseDict(request["task"], common_pb2.TaskSpec()))
+        spec = task_from_record(request["task"])
         inputs = {k: _artifact(request.get(k)) for k in ("seeds", "test", "context")}
         for required in ("seeds", "test"):
             if inputs[required] is None:
@@ -61,7 +59,7 @@ def make_handlers(runner: JobRunner, workers: Workers) -> None:
         source_name = _find_job(runner, str(request.get("job", "")))
         source = runner.ops.get(source_name)
         base = dict(source.request)
-        spec = task_from_proto(json_format.ParseDict(base["task"], common_pb2.TaskSpec()))
+        spec = task_from_record(base["task"])
         if request.get("student", {}).get("uri"):
             spec.student = request["student"]["uri"]
         inputs = {k: _artifact(base.get(k)) for k in ("seeds", "test", "context")}

@@ -13,6 +13,18 @@ from services.common.enums import CandidateKind, ModelFormat, Quantization, quan
 from services.common.errors import Cancelled, DistilleryError, FailedPrecondition, InvalidArgument
 from services.common.jobs import OperationContext
 from services.common.taskspec import TaskSpec
+from services.pipeline.calls import (
+    CandidateCall,
+    EvaluationCall,
+    ExportCall,
+    GenerationCall,
+    LoadModelCall,
+    ModelRef,
+    Progress,
+    StageCall,
+    TrainingCall,
+    ValidationCall,
+)
 from services.pipeline.serving_settings import ServingSettings
 from services.pipeline.stages import (
     FAILED,
@@ -25,7 +37,7 @@ from services.pipeline.stages import (
     StageState,
     StateFile,
 )
-from services.pipeline.workers import Workers, artifact_request, struct_request, task_request
+from services.pipeline.workers import Workers
 
 log = logging.getLogger(__name__)
 # Inputs the export's parity check runs on: half seeds, the rest test inputs (serving reads 32 at most).
@@ -46,8 +58,6 @@ SEED_ONLY_MIN_STEPS = 60
 # Rows per label (accepted synthetic rows + seeds) below which the job warns that a label is thin.
 DEFAULT_MIN_ROWS_PER_LABEL = 5
 CANDIDATE_NAMES = ("teacher", "student", "base-student", "seed-only-student")
-STAGE_SERVICE = {"generate": "generator", "validate": "validator", "train": "trainer", "train_seed_only": "trainer",
-                 "evaluate": "evaluator", "export": "serving", "deploy": "serving"}
 RETRY_HINT = "fix the cause, then rerun the same `distillery run` command (or `distillery retry JOB`): " \
              "finished stages are not redone"
 
@@ -72,19 +82,19 @@ def merged_settings(spec: TaskSpec, overrides: dict[str, Any]) -> dict[str, dict
 
 
 def generation_request(spec: TaskSpec, settings: dict[str, dict[str, Any]],
-                       inputs: dict[str, Artifact | None]) -> dict[str, Any]:
+                       inputs: dict[str, Artifact | None]) -> GenerationCall:
     """The generator's request. The merged ``generation`` section (task.yaml + ``--set`` + retune
     overrides) replaces the task's own, so keys without a request field of their own
     (``label_max_tokens``, ``batch_size``, shots, prices) reach the generator too."""
     gen = settings.get("generation", {})
     spec = replace(spec, settings={**spec.settings, "generation": dict(gen)})
-    request = {"task": task_request(spec), "seeds": artifact_request(inputs["seeds"]),
-               "target_count": int(gen.get("target_count", DEFAULT_TARGET_COUNT)),
-               "temperature": float(gen.get("temperature", 0.8)), "top_p": float(gen.get("top_p", 0.95)),
-               "random_seed": str(int(gen.get("random_seed", 0)))}
-    if inputs.get("context"):
-        request["context"] = artifact_request(inputs["context"])
-    return request
+    seeds = inputs["seeds"]
+    if seeds is None:
+        raise InvalidArgument("seeds are required")
+    return GenerationCall(task=spec, seeds=seeds, context=inputs.get("context"),
+                          target_count=int(gen.get("target_count", DEFAULT_TARGET_COUNT)),
+                          temperature=float(gen.get("temperature", 0.8)), top_p=float(gen.get("top_p", 0.95)),
+                          random_seed=int(gen.get("random_seed", 0)))
 
 
 class DistillationRunner:
@@ -116,11 +126,17 @@ class DistillationRunner:
     def _save(self) -> None:
         self.state_file.save(self.state)
 
-    def _artifact(self, stage: str, key: str) -> dict[str, Any]:
+    def _artifact(self, stage: str, key: str) -> Artifact:
         artifact = self.state.stage(stage).artifacts.get(key)
         if not artifact:
             raise FailedPrecondition(f"stage {stage} recorded no {key} artifact")
-        return artifact
+        return Artifact.from_dict(artifact)
+
+    def _input(self, name: str) -> Artifact:
+        artifact = self.inputs.get(name)
+        if artifact is None:
+            raise InvalidArgument(f"{name} is required (an ArtifactRef to {name}.jsonl in the store)")
+        return artifact if isinstance(artifact, Artifact) else Artifact.from_dict(artifact)
 
     def _request_id(self, stage: str) -> str:
         return f"{self.ctx.record.short_id}:{stage}"
@@ -128,23 +144,23 @@ class DistillationRunner:
     def _prefix(self, stage: str) -> str:
         return f"jobs/{self.ctx.record.short_id}/{stage}"
 
-    def _run_stage(self, stage: str, request: dict[str, Any]) -> dict[str, Any]:
+    def _run_stage(self, stage: str, call: StageCall) -> Any:
         state = self.state.stage(stage)
         state.state, state.error = RUNNING, ""
         self.state.state = RUNNING
         self._save()
         index = STAGES.index(stage)
 
-        def on_progress(meta: dict[str, Any]) -> None:
-            counters = {f"{stage}.{k}": float(v) for k, v in (meta.get("counters") or {}).items()}
-            counters.update({"stage_index": float(index), "stage_done": float(meta.get("done", 0) or 0),
-                             "stage_total": float(meta.get("total", 0) or 0)})
+        def on_progress(meta: Progress) -> None:
+            counters = {f"{stage}.{k}": float(v) for k, v in meta.counters.items()}
+            counters.update({"stage_index": float(index), "stage_done": float(meta.done),
+                             "stage_total": float(meta.total)})
             self.ctx.progress(stage=stage, done=index, total=len(STAGES), unit="stages",
-                              message=f"{stage}: {meta.get('stage', '')} {meta.get('done', 0)}/{meta.get('total', 0)} "
-                                      f"{meta.get('unit', '')}".strip(), counters=counters)
+                              message=f"{stage}: {meta.stage} {meta.done}/{meta.total} {meta.unit}".strip(),
+                              counters=counters)
 
-        request = {**request, "request_id": self._request_id(stage), "output_prefix": self._prefix(stage)}
-        operation, result = self.workers.run(stage, STAGE_SERVICE[stage], request, on_progress, self.ctx.cancelled)
+        call = replace(call, request_id=self._request_id(stage), output_prefix=self._prefix(stage))
+        operation, result = self.workers.run(stage, call, on_progress, self.ctx.cancelled)
         state.operation = operation
         return result
 
@@ -154,10 +170,10 @@ class DistillationRunner:
             self.state.warnings.append(text)
             log.warning("%s: %s", self.state.name, text)
 
-    def _finish(self, stage: str, artifacts: dict[str, Any], summary: dict[str, Any]) -> None:
+    def _finish(self, stage: str, artifacts: dict[str, Artifact | None], summary: dict[str, Any]) -> None:
         state = self.state.stage(stage)
         state.state = SUCCEEDED
-        state.artifacts = {k: v for k, v in artifacts.items() if v}
+        state.artifacts = {k: v.to_dict() for k, v in artifacts.items() if v is not None}
         state.summary = summary
         self._save()
         self.ctx.progress(stage=stage, done=STAGES.index(stage) + 1, total=len(STAGES), unit="stages",
@@ -222,39 +238,43 @@ class DistillationRunner:
 
     def generate(self) -> None:
         result = self._run_stage("generate", generation_request(self.spec, self.settings, self.inputs))
-        summary = {k: result.get(k) for k in ("generated", "rejected_count", "prompt_tokens", "completion_tokens",
-                                              "estimated_cost_usd", "seconds", "teacher", "teacher_seed_accuracy",
-                                              "teacher_seed_count", "label_source", "label_source_reason",
-                                              "shortfall")}
+        summary: dict[str, Any] = {
+            "generated": result.generated, "rejected_count": result.rejected_count,
+            "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+            "estimated_cost_usd": result.estimated_cost_usd, "seconds": result.seconds, "teacher": result.teacher,
+            "teacher_seed_accuracy": result.teacher_seed_accuracy, "teacher_seed_count": result.teacher_seed_count,
+            "label_source": result.label_source, "label_source_reason": result.label_source_reason,
+            "shortfall": result.shortfall}
         if summary.get("shortfall"):
             self._warn(f"generation ended short: {summary['shortfall']}; the student trains on the rows there "
                        "are and the seeds")
         if summary.get("label_source") == "target":
             # The generator's reason already says what was measured and what was done: say it once.
             self._warn(f"weak teacher: {summary.get('label_source_reason') or 'rows keep the label they were generated for'}")
-        self._finish("generate", {"examples": result.get("examples"), "rejected": result.get("rejected")}, summary)
+        self._finish("generate", {"examples": result.examples, "rejected": result.rejected}, summary)
 
     def validate(self) -> None:
-        request = {"task": task_request(self.spec), "examples": self._artifact("generate", "examples"),
-                   "seeds": artifact_request(self.inputs["seeds"]), "test": artifact_request(self.inputs["test"]),
-                   "config": struct_request(self.settings.get("validation", {}))}
-        result = self._run_stage("validate", request)
-        # Counts default to 0: proto3 leaves a zero out of the result (0 rows rejected is a count too).
-        summary: dict[str, Any] = {k: int(result.get(k) or 0) for k in ("read", "accepted_count", "rejected_count")}
-        summary["rejected_by_reason"] = result.get("rejected_by_reason") or {}
-        summary["rows_per_label"] = self._rows_per_label(result.get("report"))
+        call = ValidationCall(task=self.spec, examples=self._artifact("generate", "examples"),
+                              seeds=self._input("seeds"), test=self._input("test"),
+                              config=dict(self.settings.get("validation", {})))
+        result = self._run_stage("validate", call)
+        summary: dict[str, Any] = {"read": result.read, "accepted_count": result.accepted_count,
+                                   "rejected_count": result.rejected_count,
+                                   "rejected_by_reason": dict(result.rejected_by_reason)}
+        summary["rows_per_label"] = self._rows_per_label(result.report)
         self._check_label_coverage(summary["rows_per_label"])
-        self._finish("validate", {k: result.get(k) for k in ("accepted", "rejected", "report")}, summary)
+        self._finish("validate", {"accepted": result.accepted, "rejected": result.rejected, "report": result.report},
+                     summary)
 
-    def _rows_per_label(self, report_ref: dict[str, Any] | None) -> dict[str, dict[str, int]]:
+    def _rows_per_label(self, report_ref: Artifact | None) -> dict[str, dict[str, int]]:
         """Classification: per label, the accepted synthetic rows (the validator's report) and the
         seeds — what the student will train on. Empty for other task types."""
         if self.spec.type != "classification":
             return {}
         accepted: dict[str, int] = {}
-        if report_ref and report_ref.get("uri"):
+        if report_ref is not None:
             try:
-                per_label = self.ctx.store.read_json(Artifact.from_dict(report_ref)).get("labels") or {}
+                per_label = self.ctx.store.read_json(report_ref).get("labels") or {}
             except Exception as exc:  # noqa: BLE001 - the counts are advisory; the stage itself passed
                 log.warning("could not read the validation report for label counts: %s", exc)
                 per_label = {}
@@ -289,23 +309,19 @@ class DistillationRunner:
                 self._warn(f"label {label!r} is thin: {counts['accepted']} accepted row(s) + {counts['seeds']} seed(s) "
                            f"< {floor}; its scores will be noisy (add seeds, or raise generation.target_count)")
 
-    def _train(self, stage: str, data: dict[str, Any], config: dict[str, Any],
-               seeds: dict[str, Any] | None = None) -> None:
-        request = {"task": task_request(self.spec), "train": data, "student": {"uri": self.spec.student},
-                   "config": struct_request(config)}
-        if seeds:
-            request["seeds"] = seeds
-        result = self._run_stage(stage, request)
-        summary = {k: result.get(k) for k in ("steps", "final_train_loss", "final_eval_loss", "seconds", "device")}
-        summary["config"] = config
-        self._finish(stage, {"adapter": result.get("adapter_artifact"), "merged": result.get("merged_artifact"),
-                             "metrics": result.get("metrics")}, summary)
+    def _train(self, stage: str, data: Artifact, config: dict[str, Any], seeds: Artifact | None = None) -> None:
+        call = TrainingCall(task=self.spec, train=data, student=ModelRef(self.spec.student), config=config, seeds=seeds)
+        result = self._run_stage(stage, call)
+        summary = {"steps": result.steps, "final_train_loss": result.final_train_loss,
+                   "final_eval_loss": result.final_eval_loss, "seconds": result.seconds, "device": result.device,
+                   "config": config}
+        self._finish(stage, {"adapter": result.adapter, "merged": result.merged, "metrics": result.metrics}, summary)
 
     def train(self) -> None:
         """The student learns from the accepted synthetic rows and the seeds together (the seeds
         are the only gold labels; training.seed_share keeps their share of the updates)."""
         self._train("train", self._artifact("validate", "accepted"), dict(self.settings.get("training", {})),
-                    seeds=artifact_request(self.inputs["seeds"]))
+                    seeds=self._input("seeds"))
 
     def seed_only_config(self) -> dict[str, Any]:
         """The fair baseline's settings: the task's training section (student, LoRA shape, sequence
@@ -328,22 +344,22 @@ class DistillationRunner:
             stage.state, stage.summary = SKIPPED, {"reason": "evaluation.seed_only_baseline is off"}
             self._save()
             return
-        self._train("train_seed_only", artifact_request(self.inputs["seeds"]), self.seed_only_config())
+        self._train("train_seed_only", self._input("seeds"), self.seed_only_config())
 
-    def _candidates(self) -> list[dict[str, Any]]:
+    def _candidates(self) -> list[CandidateCall]:
         """Teacher, trained student, base student and (when trained) the seed-only student; the
         ``evaluation.candidates`` setting narrows that down (a retune that only compares
         students need not score the teacher again)."""
         merged = self._artifact("train", "merged")
         candidates = [
-            {"name": "teacher", "kind": CandidateKind.TEACHER, "model": {"uri": self.spec.teacher}},
-            {"name": "student", "kind": CandidateKind.STUDENT, "model": {"uri": merged["uri"], "format": ModelFormat.HF}},
-            {"name": "base-student", "kind": CandidateKind.STUDENT, "model": {"uri": self.spec.student}},
+            CandidateCall("teacher", CandidateKind.TEACHER, ModelRef(self.spec.teacher)),
+            CandidateCall("student", CandidateKind.STUDENT, ModelRef(merged.uri, ModelFormat.HF)),
+            CandidateCall("base-student", CandidateKind.STUDENT, ModelRef(self.spec.student)),
         ]
         if self.state.stage("train_seed_only").state == SUCCEEDED:
             seed_only = self._artifact("train_seed_only", "merged")
-            candidates.append({"name": "seed-only-student", "kind": CandidateKind.STUDENT,
-                               "model": {"uri": seed_only["uri"], "format": ModelFormat.HF}})
+            candidates.append(CandidateCall("seed-only-student", CandidateKind.STUDENT,
+                                            ModelRef(seed_only.uri, ModelFormat.HF)))
         wanted = self.settings.get("evaluation", {}).get("candidates")
         if wanted is None:
             return candidates
@@ -353,24 +369,24 @@ class DistillationRunner:
         if unknown or not wanted or "student" not in wanted:
             raise InvalidArgument(f"evaluation.candidates {list(wanted)!r}: a list of {', '.join(CANDIDATE_NAMES)} "
                                   "that includes \"student\"" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-        return [c for c in candidates if c["name"] in wanted]
+        return [c for c in candidates if c.name in wanted]
 
     def evaluate(self) -> None:
         candidates = self._candidates()
-        request = {"task": task_request(self.spec), "test": artifact_request(self.inputs["test"]),
-                   "seeds": artifact_request(self.inputs["seeds"]), "candidates": candidates,
-                   "config": struct_request({k: v for k, v in self.settings.get("evaluation", {}).items()
-                                             if k not in PIPELINE_EVALUATION_KEYS})}
-        result = self._run_stage("evaluate", request)
-        self.state.student_teacher_ratio = float(result.get("student_teacher_ratio", 0.0) or 0.0)
-        self.state.report = result.get("report_markdown") or {}
-        summary = {"scores": result.get("scores", []), "primary_metric": result.get("primary_metric"),
+        call = EvaluationCall(task=self.spec, test=self._input("test"), seeds=self._input("seeds"),
+                              candidates=candidates,
+                              config={k: v for k, v in self.settings.get("evaluation", {}).items()
+                                      if k not in PIPELINE_EVALUATION_KEYS})
+        result = self._run_stage("evaluate", call)
+        self.state.student_teacher_ratio = result.student_teacher_ratio
+        self.state.report = result.report_markdown.to_dict() if result.report_markdown else {}
+        summary = {"scores": [s.to_dict() for s in result.scores], "primary_metric": result.primary_metric,
                    "student_teacher_ratio": self.state.student_teacher_ratio,
-                   "comparisons": result.get("comparisons", []),
-                   "failed_candidates": result.get("failed_candidates", [])}
+                   "comparisons": [c.to_dict() for c in result.comparisons],
+                   "failed_candidates": list(result.failed_candidates)}
         self._choose_student(summary)
-        self._finish("evaluate", {"report_json": result.get("report_json"), "report_markdown": result.get("report_markdown"),
-                                  "predictions": result.get("predictions")}, summary)
+        self._finish("evaluate", {"report_json": result.report_json, "report_markdown": result.report_markdown,
+                                  "predictions": result.predictions}, summary)
 
     def _choose_student(self, summary: dict[str, Any]) -> None:
         """Deploy the better student: the seed-only one when it beat the trained one (its paired
@@ -417,22 +433,18 @@ class DistillationRunner:
             return
         quantizations = [quantization(q) for q in self.serving.quantizations]
         trained = self._deployed_training_stage()
-        request = {"task": task_request(self.spec),
-                   "model": {"uri": self._artifact(trained, "merged")["uri"], "format": ModelFormat.HF},
-                   "quantizations": quantizations, "min_parity": self.serving.min_parity,
-                   "model_name": self.spec.name, "model_version": self.ctx.record.short_id}
         adapter = self.state.stage(trained).artifacts.get("adapter")  # none after full fine-tuning
-        if adapter:
-            request["adapter"] = {"uri": adapter["uri"], "format": ModelFormat.PEFT_ADAPTER}
-        parity = self._parity_inputs()
-        if parity is not None:
-            request["parity_inputs"] = parity
-        result = self._run_stage("export", request)
-        self._finish("export", {"bundle": result.get("bundle"), "model_card": result.get("model_card")},
-                     {"variants": result.get("variants", []), "model_name": result.get("model_name"),
-                      "model_version": result.get("model_version")})
+        call = ExportCall(task=self.spec, model=ModelRef(self._artifact(trained, "merged").uri, ModelFormat.HF),
+                          quantizations=quantizations, min_parity=self.serving.min_parity,
+                          model_name=self.spec.name, model_version=self.ctx.record.short_id,
+                          adapter=ModelRef(adapter["uri"], ModelFormat.PEFT_ADAPTER) if adapter else None,
+                          parity_inputs=self._parity_inputs())
+        result = self._run_stage("export", call)
+        self._finish("export", {"bundle": result.bundle, "model_card": result.model_card},
+                     {"variants": [v.to_dict() for v in result.variants], "model_name": result.model_name,
+                      "model_version": result.model_version})
 
-    def _parity_inputs(self) -> dict[str, Any] | None:
+    def _parity_inputs(self) -> Artifact | None:
         """The task's own inputs (seeds, then test inputs; PARITY_INPUTS in all) for the export's
         parity check: a quantized variant must answer what the student answers on this task, not
         on generic prompts. Only inputs travel (no label is used)."""
@@ -441,7 +453,7 @@ class DistillationRunner:
         if not rows:
             return None
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
-        return self.ctx.store.put_bytes(f"{self._prefix('export')}/parity_inputs.jsonl", data).to_dict()
+        return self.ctx.store.put_bytes(f"{self._prefix('export')}/parity_inputs.jsonl", data)
 
     def _input_rows(self, name: str) -> list[dict[str, str]]:
         ref = self.inputs.get(name)
@@ -477,8 +489,8 @@ class DistillationRunner:
         stage.state = RUNNING
         self._save()
         served = self._served_variant(self.serving.serve)
-        response = self.workers.call("serving", "LoadModel", {
-            "name": self.spec.name, "version": self.ctx.record.short_id, "bundle": self._artifact("export", "bundle"),
-            "quantization": served, "task": task_request(self.spec)})
+        loaded = self.workers.load_model(LoadModelCall(name=self.spec.name, version=self.ctx.record.short_id,
+                                                       bundle=self._artifact("export", "bundle"),
+                                                       quantization=served, task=self.spec))
         self.state.served_model = f"{self.spec.name}:{self.ctx.record.short_id}"
-        self._finish("deploy", {}, {"model": response.get("model", {})})
+        self._finish("deploy", {}, {"model": loaded.to_dict()})

@@ -14,12 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from distillery.v1 import common_pb2
-from google.protobuf import json_format
-
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.atomic import write_json_atomic
-from services.common.convert import task_from_proto
+from services.common.convert import task_from_record
 from services.common.enums import ModelFormat
 from services.common.errors import InvalidArgument
 from services.common.references import ModelReferences
@@ -55,7 +52,7 @@ def parse_task(request: dict[str, Any]) -> TaskSpec:
     task = request.get("task")
     if not task:
         raise InvalidArgument("task is required")
-    return task_from_proto(json_format.ParseDict(task, common_pb2.TaskSpec(), ignore_unknown_fields=True))
+    return task_from_record(task)
 
 
 def parse_config(request: dict[str, Any], spec: TaskSpec) -> TrainingConfig:

@@ -21,18 +21,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distillery.v1 import trainer_pb2
-from google.protobuf import json_format
-
 from services.common import envs
 from services.common.artifacts import ArtifactStore
 from services.common.atomic import write_json_atomic
 from services.common.config import ServiceConfig
-from services.common.convert import message_to_dict
 from services.common.errors import Cancelled, DistilleryError, InvalidArgument
 from services.common.references import ModelReferences
 from services.trainer.devices import launcher_env
 from services.trainer.handler import RESULT_FILE, run_training
+from services.trainer.servicer import request_record
 
 log = logging.getLogger("services.trainer.run_job")
 
@@ -77,11 +74,7 @@ def load_request(path: Path) -> dict[str, Any]:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InvalidArgument(f"{path}: cannot read the request: {exc}") from None
-    try:
-        message = json_format.ParseDict(raw, trainer_pb2.StartTrainingRequest())
-    except json_format.ParseError as exc:
-        raise InvalidArgument(f"{path}: not a StartTrainingRequest: {exc}") from None
-    return message_to_dict(message)
+    return request_record(raw, str(path))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,11 @@ from typing import Any
 import grpc
 from distillery.v1 import trainer_pb2, trainer_pb2_grpc
 from google.longrunning import operations_pb2
+from google.protobuf import json_format
 
 from services.common import envs
 from services.common.convert import message_to_dict
+from services.common.errors import InvalidArgument
 from services.common.operations_servicer import record_to_operation
 from services.common.runtime import ServiceContext
 from services.common.server import ServiceRegistration
@@ -35,6 +37,16 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self.ctx.references.check(student_ref(data, spec), "student.uri")
         record = self.ctx.runner.submit(KIND, data, request.request_id or None)
         return record_to_operation(record, RESULT_TYPES)
+
+
+def request_record(raw: Any, where: str) -> dict[str, Any]:
+    """A StartTrainingRequest in proto JSON (``run_job --request``) → the record a training job
+    reads, as StartTraining would store it; a key the proto lacks is INVALID_ARGUMENT naming it."""
+    try:
+        message = json_format.ParseDict(raw, trainer_pb2.StartTrainingRequest())
+    except json_format.ParseError as exc:
+        raise InvalidArgument(f"{where}: not a StartTrainingRequest: {exc}") from None
+    return message_to_dict(message)
 
 
 def build(ctx: ServiceContext) -> list[ServiceRegistration]:

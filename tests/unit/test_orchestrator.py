@@ -13,10 +13,23 @@ from typing import Any
 import pytest
 
 from services.common.artifacts import Artifact, ArtifactStore
+from services.common.enums import Quantization
 from services.common.errors import FailedPrecondition
 from services.common.jobs import JobRunner, OperationContext
 from services.common.operations import open_operation_store
 from services.common.taskspec import TaskSpec
+from services.pipeline.calls import (
+    CandidateScore,
+    Comparison,
+    EvaluationOutcome,
+    ExportedVariant,
+    ExportOutcome,
+    GenerationOutcome,
+    LoadedModel,
+    Progress,
+    TrainingOutcome,
+    ValidationOutcome,
+)
 from services.pipeline.orchestrator import SEED_ONLY_MIN_STEPS, DistillationRunner
 from services.pipeline.stages import JOB_NEEDS_ATTENTION, SKIPPED, SUCCEEDED
 
@@ -27,7 +40,7 @@ SEEDS = [{"input": f"match report {i}", "output": "sport"} for i in range(4)] + 
 
 
 class ScriptedWorkers:
-    """Answers each stage from a script; records every request, in order."""
+    """Answers each stage from a script; records every call, in order."""
 
     def __init__(self, store: ArtifactStore, *, per_label: dict[str, int] | None = None, train_steps: int = 34,
                  scores: list[dict[str, Any]] | None = None, comparisons: list[dict[str, Any]] | None = None,
@@ -47,43 +60,43 @@ class ScriptedWorkers:
         self.generated = generated or {}  # extra GenerationResult fields
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    def _art(self, key: str, data: Any) -> dict[str, Any]:
-        return self.store.put_json(key, data).to_dict()
+    def _art(self, key: str, data: Any) -> Artifact:
+        return self.store.put_json(key, data)
 
-    def run(self, stage, service, request, on_progress, cancelled):
-        self.calls.append((stage, request))
+    def run(self, stage, call, on_progress, cancelled):
+        self.calls.append((stage, call))
         if stage in self.fail:
-            raise FailedPrecondition(f"stage {stage} failed on the {service}: scripted failure")
-        on_progress({"done": 1, "total": 1, "stage": stage})
-        prefix = request["output_prefix"]
+            raise FailedPrecondition(f"stage {stage} failed: scripted failure")
+        on_progress(Progress(stage=stage, done=1, total=1))
+        prefix = call.output_prefix
         if stage == "generate":
-            return "op-gen", {"examples": self._art(f"{prefix}/examples.jsonl", []), "generated": 120,
-                              **self.generated}
+            return "op-gen", GenerationOutcome(examples=self._art(f"{prefix}/examples.jsonl", []), generated=120,
+                                               **self.generated)
         if stage == "validate":
             labels = {k: {"read": v, "accepted": v} for k, v in self.per_label.items()}
-            return "op-val", {"accepted": self._art(f"{prefix}/accepted.jsonl", []),
-                              "report": self._art(f"{prefix}/report.json", {"labels": labels}),
-                              "accepted_count": sum(self.per_label.values())}
+            return "op-val", ValidationOutcome(accepted=self._art(f"{prefix}/accepted.jsonl", []),
+                                               report=self._art(f"{prefix}/report.json", {"labels": labels}),
+                                               accepted_count=sum(self.per_label.values()))
         if stage in ("train", "train_seed_only"):
-            result = {"merged_artifact": self._art(f"{prefix}/merged.json", {"stage": stage}),
-                      "metrics": self._art(f"{prefix}/metrics.json", {}), "steps": self.train_steps}
-            if self.adapter:
-                result["adapter_artifact"] = self._art(f"{prefix}/adapter.json", {"stage": stage})
-            return f"op-{stage}", result
+            adapter = self._art(f"{prefix}/adapter.json", {"stage": stage}) if self.adapter else None
+            return f"op-{stage}", TrainingOutcome(merged=self._art(f"{prefix}/merged.json", {"stage": stage}),
+                                                  metrics=self._art(f"{prefix}/metrics.json", {}),
+                                                  steps=self.train_steps, adapter=adapter)
         if stage == "evaluate":
-            return "op-eval", {"scores": self.scores, "primary_metric": "accuracy", "student_teacher_ratio": self.ratio,
-                               "comparisons": self.comparisons,
-                               "report_markdown": self._art(f"{prefix}/report.md", "report")}
+            return "op-eval", EvaluationOutcome(
+                scores=[CandidateScore(**s) for s in self.scores], primary_metric="accuracy",
+                student_teacher_ratio=self.ratio, comparisons=[Comparison(**c) for c in self.comparisons],
+                report_markdown=self._art(f"{prefix}/report.md", "report"))
         if stage == "export":
-            return "op-exp", {"bundle": self._art(f"{prefix}/bundle.json", {}),
-                              "variants": [{"quantization": "QUANTIZATION_NONE", "accepted": True}]}
+            return "op-exp", ExportOutcome(bundle=self._art(f"{prefix}/bundle.json", {}),
+                                           variants=[ExportedVariant(Quantization.NONE, accepted=True)])
         raise AssertionError(stage)
 
-    def call(self, service, method, request):
-        self.calls.append((f"{service}.{method}", request))
-        return {"model": {"name": request["name"]}}
+    def load_model(self, call):
+        self.calls.append(("serving.LoadModel", call))
+        return LoadedModel(name=call.name, version=call.version, ready=True)
 
-    def request(self, stage: str) -> dict[str, Any]:
+    def request(self, stage: str) -> Any:
         return [r for s, r in self.calls if s == stage][-1]
 
     def stages(self) -> list[str]:
@@ -115,11 +128,11 @@ def test_stage_order_and_what_each_stage_is_asked(env) -> None:
     assert result["job"]["state"] == SUCCEEDED
     # the trained student learns from the accepted rows AND the seeds
     train = workers.request("train")
-    assert train["seeds"]["uri"] == seeds.uri and train["train"]["uri"].endswith("accepted.jsonl")
+    assert train.seeds.uri == seeds.uri and train.train.uri.endswith("accepted.jsonl")
     # the seed-only baseline: all the seeds, no eval split, at least the trained student's steps
     baseline = workers.request("train_seed_only")
-    assert baseline["train"]["uri"] == seeds.uri and "seeds" not in baseline
-    config = baseline["config"]
+    assert baseline.train.uri == seeds.uri and baseline.seeds is None
+    config = baseline.config
     assert config["eval_fraction"] == 0 and config["early_stopping_patience"] == 0
     assert config["max_steps"] == max(34, SEED_ONLY_MIN_STEPS)
 
@@ -165,7 +178,7 @@ def test_the_better_seed_only_student_is_deployed(env) -> None:
     result = runner.run()["job"]
     export = workers.request("export")
     seed_only = runner.state.stage("train_seed_only").artifacts
-    assert export["model"]["uri"] == seed_only["merged"]["uri"] and export["adapter"]["uri"] == seed_only["adapter"]["uri"]
+    assert export.model.uri == seed_only["merged"]["uri"] and export.adapter.uri == seed_only["adapter"]["uri"]
     assert result["deployed_student"] == "seed-only-student"
     assert any("seed-only student beat" in w for w in result["warnings"])
     assert result["student_teacher_ratio"] == pytest.approx(0.79 / 0.54)
@@ -179,7 +192,7 @@ def test_a_tie_keeps_the_trained_student_and_says_so(env) -> None:
     workers = ScriptedWorkers(store, comparisons=comparisons)
     runner = make(workers)
     result = runner.run()["job"]
-    assert workers.request("export")["model"]["uri"] == runner.state.stage("train").artifacts["merged"]["uri"]
+    assert workers.request("export").model.uri == runner.state.stage("train").artifacts["merged"]["uri"]
     assert result["deployed_student"] == "student" and "not clearly apart" in result["message"]
 
 
@@ -187,8 +200,8 @@ def test_parity_is_checked_on_the_tasks_own_inputs(env) -> None:
     store, make, _ = env
     workers = ScriptedWorkers(store)
     make(workers).run()
-    parity = workers.request("export")["parity_inputs"]
-    rows = [json.loads(line) for line in store.read_bytes(Artifact.from_dict(parity)).decode().splitlines()]
+    parity = workers.request("export").parity_inputs
+    rows = [json.loads(line) for line in store.read_bytes(parity).decode().splitlines()]
     assert [r["input"] for r in rows] == [s["input"] for s in SEEDS] + ["a vote"]  # seeds, then test inputs
     assert all("output" not in r for r in rows)  # inputs only: no label reaches the export
 
@@ -197,7 +210,7 @@ def test_full_finetune_exports_without_an_adapter(env) -> None:
     store, make, _ = env
     workers = ScriptedWorkers(store, adapter=False)
     result = make(workers, {"training": {"full_finetune": True}}).run()["job"]
-    assert result["state"] == SUCCEEDED and "adapter" not in workers.request("export")
+    assert result["state"] == SUCCEEDED and workers.request("export").adapter is None
 
 
 def test_thin_and_missing_labels_are_warned(env) -> None:

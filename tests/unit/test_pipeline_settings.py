@@ -50,18 +50,18 @@ def test_a_section_override_must_be_a_mapping() -> None:
 def test_every_generation_override_reaches_the_generator() -> None:
     """`--set generation.label_max_tokens=160` once stopped at the pipeline: only the keys with a
     request field of their own were sent. The generator now sees the whole merged section."""
-    from distillery.v1 import common_pb2
-
     from services.common.artifacts import Artifact
-    from services.common.convert import dict_to_message, task_from_proto
+    from services.common.convert import message_to_dict, task_from_proto
     from services.generator.settings import GenerationSettings
+    from services.pipeline import workers
     from services.pipeline.orchestrator import generation_request
 
     spec = load_task(REPO / "examples" / "news-topic").spec
     settings = merged_settings(spec, {"generation": {"label_max_tokens": 160, "batch_size": 4, "target_count": 30}})
-    request = generation_request(spec, settings, {"seeds": Artifact("file:///seeds.jsonl", "0" * 64, 1)})
-    received = task_from_proto(dict_to_message(request["task"], common_pb2.TaskSpec()))
-    resolved = GenerationSettings.resolve(request, received)
+    call = generation_request(spec, settings, {"seeds": Artifact("file:///seeds.jsonl", "0" * 64, 1)})
+    message = workers.generation_request(call)  # what goes over the wire
+    received = task_from_proto(message.task)
+    resolved = GenerationSettings.resolve(message_to_dict(message), received)  # as the generator stores it
     assert (resolved.label_max_tokens, resolved.batch_size, resolved.target) == (160, 4, 30)
     assert resolved.temperature == 0.9 and resolved.random_seed == 7  # task.yaml's own values still hold
     assert received.settings["validation"] == spec.settings["validation"]  # other sections untouched

@@ -81,6 +81,8 @@ def test_the_verdict_comes_from_the_evaluators_comparison() -> None:
                               {"a": "student", "b": "seed-only-student", "delta": 0.1, "low": 0.02, "high": 0.19,
                                "n": 50}]}
     record = quality.run_record(2, "jobs/r2", "SUCCEEDED", report)
+    load = record.pop("load_average")  # when the run ended: says whether it was measured contended
+    assert len(load) == 3 and all(x >= 0 for x in load)
     assert record == {"training_seed": 2, "job": "jobs/r2", "state": "SUCCEEDED", "student": 0.4, "seed_only": 0.3,
                       "comparison": report["comparisons"][1], "predictions": "file:///store/p.jsonl"}
     verdict = quality.verdict_from(record["comparison"], "field_f1")

@@ -10,9 +10,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("generator", "validator", "trainer", "evaluator", "serving", "pipeline")
-# The edges: inbound servicers, the pipeline's outbound worker clients, the converters themselves,
-# and the trainer's command-line entry point that reads a request file.
-EDGES = {"servicer.py", "oip_servicer.py", "operations_servicer.py", "convert.py", "workers.py", "run_job.py"}
+# The edges: inbound servicers, the pipeline's outbound worker clients and the converters themselves.
+EDGES = {"servicer.py", "oip_servicer.py", "operations_servicer.py", "convert.py", "workers.py"}
+# Modules that may hold generated protobuf types besides the edges: gRPC clients of another
+# service (the evaluator's and validator's generator clients, the shared Operations client), the
+# entry points that register servicers or talk to the pipeline (CLI), the service bootstrap that
+# packs operation results, and the enum names.
+PROTO_USERS = {"common/client.py", "evaluator/generator_client.py", "validator/judge_client.py", "pipeline/cli.py",
+               "pipeline/__main__.py", "common/runtime.py", "common/enums.py"}
 
 
 def _sources() -> list[Path]:
@@ -42,7 +47,15 @@ def test_no_service_imports_another_services_package() -> None:
 
 def test_protobuf_dict_conversion_only_at_the_edges() -> None:
     offenders = [str(p.relative_to(ROOT)) for p in _sources()
-                 if p.name not in EDGES and re.search(r"\b(dict_to_message|message_to_dict)\b", p.read_text())]
+                 if p.name not in EDGES and re.search(r"\b(dict_to_message|message_to_dict|ParseDict|MessageToDict)\b",
+                                                      p.read_text())]
+    assert offenders == []
+
+
+def test_core_modules_never_see_generated_protobuf() -> None:
+    offenders = [f"{p.relative_to(ROOT)} imports {m}" for p in _sources()
+                 if p.name not in EDGES and p.relative_to(ROOT / "services").as_posix() not in PROTO_USERS
+                 for m in _imported_modules(p) if m.startswith(("distillery.v1", "google.protobuf"))]
     assert offenders == []
 
 
