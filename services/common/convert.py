@@ -148,4 +148,15 @@ def message_to_dict(message: Message) -> dict[str, Any]:
 
 
 def dict_to_message(data: dict[str, Any], message: Message) -> Message:
+    """Lenient: unknown fields are dropped. Only for records an older version wrote (the caller
+    logs what was dropped); everything else goes through ``message_from_record``."""
     return json_format.ParseDict(data, message, ignore_unknown_fields=True)
+
+
+def message_from_record(data: dict[str, Any], message: Message) -> Message:
+    """A job's stored proto-JSON record back into its message. Strict: a field the message lacks
+    is an InvalidArgument naming it, never dropped."""
+    try:
+        return json_format.ParseDict(data, message)
+    except json_format.ParseError as exc:
+        raise InvalidArgument(f"{message.DESCRIPTOR.name}: {exc}") from None

@@ -125,6 +125,10 @@ class JobRunner:
         self.work_root = home / "work" / service
         self.work_root.mkdir(parents=True, exist_ok=True)
         self._handlers: dict[str, Handler] = {}
+        # Checks a handler's result against its kind's result message before it is stored (set by
+        # the service's edge, which knows the protobuf types): a misspelt field fails the job
+        # loudly instead of vanishing when the result is packed.
+        self.result_check: Callable[[str, dict[str, Any]], None] | None = None
         self._pool = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix=f"{service}-job")
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
@@ -199,6 +203,8 @@ class JobRunner:
             ctx._metadata = meta
             ctx.record = record  # keeps `resumed` reflecting the state before this run
             result = self._handlers[record.kind](ctx)
+            if self.result_check is not None:
+                self.result_check(record.kind, result)
             ctx._metadata["state"] = SUCCEEDED
             self.ops.update(name, state=SUCCEEDED, result=result, metadata=ctx._metadata)
         except Cancelled as exc:

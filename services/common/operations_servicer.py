@@ -3,7 +3,8 @@ edge that turns OperationRecords into Operation messages."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -11,14 +12,48 @@ from distillery.v1 import common_pb2
 from distillery.v1 import operations_pb2 as dist_ops_pb2
 from distillery.v1 import operations_pb2_grpc as dist_ops_grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
-from google.protobuf import any_pb2, timestamp_pb2
+from google.protobuf import any_pb2, json_format, timestamp_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from services.common.convert import dict_to_message
+from services.common.errors import DistilleryError
 from services.common.jobs import JobRunner
 from services.common.operations import OperationRecord
 from services.common.server import STATUS_CODES, ServiceRegistration
+
+log = logging.getLogger(__name__)
+
+
+class ResultShapeError(DistilleryError):
+    """A handler returned a result its kind's message cannot hold (a bug in the service)."""
+
+    code = "INTERNAL"
+
+
+def result_checker(result_types: dict[str, type[Message]]) -> Callable[[str, dict[str, Any]], None]:
+    """JobRunner.result_check for these result types: strict proto-JSON parsing, so a field the
+    message lacks (a misspelt key) fails the job with its name instead of being dropped."""
+    def check(kind: str, result: dict[str, Any]) -> None:
+        if kind not in result_types:
+            return
+        try:
+            json_format.ParseDict(result, result_types[kind]())
+        except json_format.ParseError as exc:
+            raise ResultShapeError(f"the {kind} result does not fit {result_types[kind].DESCRIPTOR.full_name}: "
+                                   f"{exc}") from None
+    return check
+
+
+def _result_message(record: OperationRecord, message_type: type[Message]) -> Message:
+    """The stored result as its message. Results are checked when stored; one written by an
+    older version with a field since removed is still served, with that field named in the log."""
+    try:
+        return json_format.ParseDict(record.result, message_type())
+    except json_format.ParseError as exc:
+        log.warning("operation %s: stored result does not fit %s (%s); unknown fields dropped", record.name,
+                    message_type.DESCRIPTOR.full_name, exc)
+        return dict_to_message(record.result, message_type())
 
 
 def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
@@ -38,7 +73,7 @@ def record_to_operation(record: OperationRecord, result_types: dict[str, type[Me
     packed_meta.Pack(metadata)
     operation = operations_pb2.Operation(name=record.name, metadata=packed_meta, done=record.done)
     if record.state == "SUCCEEDED" and record.result is not None and record.kind in result_types:
-        result = dict_to_message(record.result, result_types[record.kind]())
+        result = _result_message(record, result_types[record.kind])
         packed = any_pb2.Any()
         packed.Pack(result)
         operation.response.CopyFrom(packed)
@@ -103,6 +138,7 @@ class OperationsServicer(operations_pb2_grpc.OperationsServicer, dist_ops_grpc.P
 
 def operations_registrations(runner: JobRunner, result_types: dict[str, type[Message]]) -> list[ServiceRegistration]:
     servicer = OperationsServicer(runner, result_types)
+    runner.result_check = result_checker(result_types)
     return [
         ServiceRegistration(operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name,
                             lambda server: operations_pb2_grpc.add_OperationsServicer_to_server(servicer, server)),

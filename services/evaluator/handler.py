@@ -22,8 +22,6 @@ from typing import Any
 from services.common.artifacts import Artifact
 from services.common.atomic import write_json_atomic
 from services.common.config import ServiceConfig
-from services.common.convert import task_from_record
-from services.common.enums import CandidateKind
 from services.common.errors import (
     Cancelled,
     DistilleryError,
@@ -54,54 +52,18 @@ from services.evaluator.metrics.qa import JUDGE_CHOICES, judge_prompt, judge_ver
 log = logging.getLogger(__name__)
 
 KIND = "evaluation"
-_KINDS = {CandidateKind.TEACHER: TEACHER, CandidateKind.STUDENT: STUDENT, CandidateKind.ONNX: ONNX}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _QA = ("qa-open-book", "qa-closed-book")
 
 
 @dataclass
 class EvaluationJob:
+    """One evaluation, as its request asks for it (read by the servicer module from protobuf)."""
+
     task: TaskSpec
     test: Artifact
     seeds: Artifact | None
     candidates: list[CandidateSpec]
     options: EvalOptions
-
-
-def parse_request(request: dict[str, Any]) -> EvaluationJob:
-    """The StartEvaluation request (as the operation stored it) → plain objects; INVALID_ARGUMENT
-    with the field named for anything missing or wrong."""
-    if not request.get("task"):
-        raise InvalidArgument("task is missing")
-    task = task_from_record(request["task"])
-    test = request.get("test") or {}
-    if not test.get("uri"):
-        raise InvalidArgument("test is missing: give the ArtifactRef of test.jsonl")
-    seeds = request.get("seeds") or {}
-    raw_candidates = request.get("candidates") or []
-    if not raw_candidates:
-        raise InvalidArgument("candidates is empty: name at least one teacher or student to evaluate")
-    candidates: list[CandidateSpec] = []
-    seen: set[str] = set()
-    for index, raw in enumerate(raw_candidates):
-        name = str(raw.get("name") or "")
-        if not _NAME.match(name):
-            raise InvalidArgument(f"candidates[{index}].name {name!r} must be 1-64 letters, digits, '-', '_' or '.'")
-        if name in seen:
-            raise InvalidArgument(f"candidates[{index}].name {name!r} is used twice")
-        seen.add(name)
-        kind = _KINDS.get(str(raw.get("kind", "")))
-        if kind is None:
-            raise InvalidArgument(f"candidates[{index}].kind is missing; set TEACHER, STUDENT or ONNX")
-        model = raw.get("model") or {}
-        if kind != TEACHER and not model.get("uri"):
-            raise InvalidArgument(f"candidates[{index}] ({name}): model.uri is missing")
-        candidates.append(CandidateSpec(name=name, kind=kind, model_uri=str(model.get("uri", "")),
-                                        model_format=str(model.get("format", "")),
-                                        model_base=str(model.get("base", "")), endpoint=str(raw.get("endpoint", ""))))
-    return EvaluationJob(task=task, test=Artifact.from_dict(test),
-                         seeds=Artifact.from_dict(seeds) if seeds.get("uri") else None,
-                         candidates=candidates, options=EvalOptions.from_dict(request.get("config")))
 
 
 def load_test_examples(path: Path, task: TaskSpec, limit: int = 0) -> list[Example]:
@@ -425,16 +387,16 @@ def _describe_error(exc: BaseException) -> str:
 
 # ----- the job --------------------------------------------------------------------------------
 def make_handler(config: ServiceConfig, client_factory: Callable[[str], Any] | None = None
-                 ) -> Callable[[OperationContext], dict[str, Any]]:
-    """The ``evaluate`` job handler, bound to the service configuration."""
+                 ) -> Callable[[OperationContext, EvaluationJob], dict[str, Any]]:
+    """The ``evaluation`` job handler, bound to the service configuration (the servicer module
+    gives it the job read from the stored request)."""
     if client_factory is None:
         def client_factory(address: str) -> Any:
             from services.evaluator.generator_client import GeneratorClient
 
             return GeneratorClient(address, config.client_security)
 
-    def handle(ctx: OperationContext) -> dict[str, Any]:
-        job = parse_request(ctx.request)
+    def handle(ctx: OperationContext, job: EvaluationJob) -> dict[str, Any]:
         test_path = ctx.store.local_path(job.test)  # a store artifact only, verified
         examples = load_test_examples(test_path, job.task, job.options.max_examples)
         resolve = model_resolver(ModelReferences.for_service(ctx.store, config))

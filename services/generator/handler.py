@@ -21,12 +21,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common.artifacts import Artifact
 from services.common.atomic import write_json_atomic
 from services.common.budget import budget_for
 from services.common.jsonl import JsonlAppender, read_jsonl, repair_tail, write_jsonl_atomic
 from services.common.taskspec import Example, TaskSpec, example_id, normalize_text
 from services.generator.backend import Backend, CompletionRequest
-from services.generator.inputs import load_context, load_seeds, task_from_request
+from services.generator.inputs import load_context, load_seeds
 from services.generator.label_source import (
     CHOICE_FILE,
     LabelChoice,
@@ -294,13 +295,21 @@ class GenerationJob:
                 "seconds": time.time() - started, "shortfall": shortfall, **choice.result_fields()}
 
 
-def run_generation(ctx: Any, backend_for: Callable[[TaskSpec], Backend]) -> dict[str, Any]:
+@dataclass
+class GenerationRequest:
+    """One generation, as its request asks for it (read by the servicer module from protobuf)."""
+
+    spec: TaskSpec
+    settings: GenerationSettings  # the request's fields over task.yaml's generation section
+    seeds: Artifact
+    context: Artifact | None = None
+
+
+def run_generation(ctx: Any, request: GenerationRequest, backend_for: Callable[[TaskSpec], Backend]) -> dict[str, Any]:
     """JobRunner handler of ``generation`` operations (ctx: an OperationContext)."""
-    request = ctx.request
-    spec = task_from_request(request.get("task"))
-    settings = GenerationSettings.resolve(request, spec)
-    seeds = load_seeds(ctx.store, request.get("seeds"), spec, ctx.work_dir)
-    context = load_context(ctx.store, request.get("context"), ctx.work_dir)
+    spec, settings = request.spec, request.settings
+    seeds = load_seeds(ctx.store, request.seeds, spec, ctx.work_dir)
+    context = load_context(ctx.store, request.context, ctx.work_dir)
     ctx.progress(done=None, total=settings.target, stage="starting teacher", unit="examples", force=True)
     backend = backend_for(spec)
     job = GenerationJob(spec, seeds, context, settings, backend, ctx.work_dir / "out", teacher=backend.name)

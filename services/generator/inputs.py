@@ -1,4 +1,5 @@
-"""Reading what a request points at: the task, its seeds and context rows in the artifact store."""
+"""Reading what a request points at: its seeds and context rows in the artifact store, and the
+checks a task must pass before a teacher sees it."""
 
 from __future__ import annotations
 
@@ -11,18 +12,6 @@ from services.common.errors import InvalidArgument, TaskFolderError
 from services.common.taskspec import Example, TaskSpec, parse_examples, read_context
 
 
-def task_from_request(task: dict[str, Any] | None) -> TaskSpec:
-    """The request's TaskSpec (as persisted: a proto-field-name dict) → TaskSpec."""
-
-    from services.common.convert import task_from_record
-
-    if not task:
-        raise InvalidArgument("task is missing: send the TaskSpec (type, description, labels/schema/tools)")
-    spec = task_from_record(task)
-    check_task(spec)
-    return spec
-
-
 def check_task(spec: TaskSpec) -> None:
     if spec.type == "classification" and len(spec.labels) < 2:
         raise InvalidArgument("task.labels: a classification task needs at least two labels")
@@ -30,16 +19,9 @@ def check_task(spec: TaskSpec) -> None:
         raise InvalidArgument("task.tools: a tool-calling task needs at least one tool")
 
 
-def artifact_of(ref: dict[str, Any] | None) -> Artifact | None:
-    if not ref or not ref.get("uri"):
-        return None
-    return Artifact.from_dict(ref)
-
-
-def load_seeds(store: ArtifactStore, ref: dict[str, Any] | None, spec: TaskSpec, work_dir: Path,
+def load_seeds(store: ArtifactStore, artifact: Artifact | None, spec: TaskSpec, work_dir: Path,
                required: bool = True) -> list[Example]:
     """Seeds from the store, checked like a task folder's seeds.jsonl (errors name the line)."""
-    artifact = artifact_of(ref)
     if artifact is None:
         if required:
             raise InvalidArgument("seeds is missing: give the ArtifactRef of seeds.jsonl")
@@ -53,9 +35,8 @@ def load_seeds(store: ArtifactStore, ref: dict[str, Any] | None, spec: TaskSpec,
     return seeds
 
 
-def load_context(store: ArtifactStore, ref: dict[str, Any] | None, work_dir: Path) -> list[str]:
+def load_context(store: ArtifactStore, artifact: Artifact | None, work_dir: Path) -> list[str]:
     """context.jsonl: one passage per line, a JSON string or an object with "text"."""
-    artifact = artifact_of(ref)
     if artifact is None:
         return []
     path = work_dir / "context.jsonl"

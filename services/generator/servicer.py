@@ -14,14 +14,14 @@ from distillery.v1 import generator_pb2, generator_pb2_grpc
 
 from services.common import envs
 from services.common.artifacts import ArtifactStore
-from services.common.convert import message_to_dict, task_from_proto
+from services.common.convert import artifact_from_proto, message_from_record, message_to_dict, task_from_proto
 from services.common.errors import InvalidArgument
 from services.common.jobs import JobRunner
 from services.common.operations_servicer import record_to_operation
 from services.common.runtime import ServiceContext
 from services.common.server import ServiceRegistration
 from services.generator.backend import CompletionRequest, Constraint, PromptInput
-from services.generator.handler import KIND, run_generation
+from services.generator.handler import KIND, GenerationRequest, run_generation
 from services.generator.inputs import check_task, examples_from_request, load_seeds
 from services.generator.labeling import label_examples
 from services.generator.settings import GenerationSettings
@@ -30,6 +30,27 @@ from services.generator.teachers import TeacherPool, default_teacher
 log = logging.getLogger(__name__)
 RESULT_TYPES = {KIND: generator_pb2.GenerationResult}
 MAX_PROMPTS = 4096
+
+
+def generation_request(request: generator_pb2.StartGenerationRequest) -> GenerationRequest:
+    """StartGenerationRequest → GenerationRequest; INVALID_ARGUMENT naming what is missing or wrong."""
+    if not request.HasField("task"):
+        raise InvalidArgument("task is missing: send the TaskSpec (type, description, labels/schema/tools)")
+    spec = task_from_proto(request.task)
+    check_task(spec)
+    # Only the fields the caller set (proto3 leaves the others at zero) override task.yaml.
+    given = {"target_count": request.target_count, "temperature": request.temperature, "top_p": request.top_p,
+             "random_seed": request.random_seed}
+    settings = GenerationSettings.resolve(given, spec)
+    seeds = artifact_from_proto(request.seeds)
+    if seeds is None:
+        raise InvalidArgument("seeds is missing: give the ArtifactRef of seeds.jsonl")
+    return GenerationRequest(spec=spec, settings=settings, seeds=seeds, context=artifact_from_proto(request.context))
+
+
+def request_from_record(record: dict[str, Any]) -> GenerationRequest:
+    """The persisted request (proto-JSON, as StartGeneration stored it) as a GenerationRequest."""
+    return generation_request(message_from_record(record, generator_pb2.StartGenerationRequest()))
 
 
 def constraint_from_proto(message: generator_pb2.OutputConstraint) -> Constraint:
@@ -78,16 +99,12 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
 
     def StartGeneration(self, request: generator_pb2.StartGenerationRequest, context: Any) -> Any:
         # Bad requests fail here, synchronously, not minutes later inside the operation.
-        spec = task_from_proto(request.task)
-        check_task(spec)
-        data = message_to_dict(request)
-        GenerationSettings.resolve(data, spec)
+        job = generation_request(request)
+        spec = job.spec
         self.teachers.check(spec.teacher or default_teacher(), spec.section("generation"))
-        if not request.seeds.uri:
-            raise InvalidArgument("seeds is missing: give the ArtifactRef of seeds.jsonl")
-        if not self.store.exists(request.seeds.uri):
-            raise InvalidArgument(f"seeds {request.seeds.uri} does not exist in the artifact store")
-        record = self.runner.submit(KIND, data, request.request_id or None)
+        if not self.store.exists(job.seeds.uri):
+            raise InvalidArgument(f"seeds {job.seeds.uri} does not exist in the artifact store")
+        record = self.runner.submit(KIND, message_to_dict(request), request.request_id or None)
         return record_to_operation(record, RESULT_TYPES)
 
     def Complete(self, request: generator_pb2.CompleteRequest, context: Any) -> generator_pb2.CompleteResponse:
@@ -119,8 +136,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServiceServicer):
         scratch = self.home / "tmp"
         scratch.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-            seeds = load_seeds(self.store, message_to_dict(request.seeds) if request.seeds.uri else None, spec,
-                               Path(tmp), required=False)
+            seeds = load_seeds(self.store, artifact_from_proto(request.seeds), spec, Path(tmp), required=False)
         examples = examples_from_request([message_to_dict(e) for e in request.examples])
         backend = self.teachers.for_task(spec)
         started = time.time()
@@ -140,7 +156,7 @@ def generator_registrations(servicer: GeneratorServicer) -> list[ServiceRegistra
 
 def build(ctx: ServiceContext) -> list[ServiceRegistration]:
     teachers = TeacherPool(ctx.config.home, ctx.references)
-    ctx.runner.register(KIND, lambda op: run_generation(op, teachers.for_task))
+    ctx.runner.register(KIND, lambda op: run_generation(op, request_from_record(op.request), teachers.for_task))
     if envs.GENERATOR_WARMUP.get():
         # Start the default engine now, in the background, so the first request does not wait.
         def warm() -> None:

@@ -3,22 +3,20 @@ DistillationRunner over typed objects (TaskSpec, Artifacts, settings)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.artifacts import Artifact
-from services.common.convert import task_from_record
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import NotFound
 from services.common.jobs import JobRunner, OperationContext
+from services.common.taskspec import TaskSpec
 from services.pipeline.orchestrator import DistillationRunner, deep_merge
 from services.pipeline.stages import PipelineState, StateFile
 from services.pipeline.workers import Workers
 
 DISTILLATION = "distillation"
 RETUNE = "retune"
-
-
-def _artifact(data: dict[str, Any] | None) -> Artifact | None:
-    return Artifact.from_dict(data) if data and data.get("uri") else None
 
 
 def job_state(runner: JobRunner, name: str) -> PipelineState:
@@ -42,33 +40,46 @@ def _find_job(runner: JobRunner, ref: str) -> str:
     raise NotFound(f"no job {ref!r}; `distillery jobs` lists them")
 
 
-def make_handlers(runner: JobRunner, workers: Workers) -> None:
+@dataclass
+class DistillationRequest:
+    """A distillation job, as its request asks for it (read by the servicer module)."""
+
+    spec: TaskSpec
+    seeds: Artifact
+    test: Artifact
+    context: Artifact | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # `--set` sections over task.yaml's
+
+    def inputs(self) -> dict[str, Artifact | None]:
+        return {"seeds": self.seeds, "test": self.test, "context": self.context}
+
+
+@dataclass
+class RetuneRequest:
+    """A retune of an earlier job: its data again, with new settings (and maybe another student)."""
+
+    job: str  # the job whose generated (and validated) data to reuse
+    student: str = ""  # another student, or "" for the source job's
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def make_handlers(runner: JobRunner, workers: Workers, distillation_from: Callable[[dict[str, Any]], DistillationRequest],
+                  retune_from: Callable[[dict[str, Any]], RetuneRequest]) -> None:
+    """Register the pipeline's two job kinds; ``*_from`` read a stored request (the servicer's converters)."""
     def distill(ctx: OperationContext) -> dict[str, Any]:
-        request = ctx.request
-        if not request.get("task"):
-            raise InvalidArgument("task is required")
-        spec = task_from_record(request["task"])
-        inputs = {k: _artifact(request.get(k)) for k in ("seeds", "test", "context")}
-        for required in ("seeds", "test"):
-            if inputs[required] is None:
-                raise InvalidArgument(f"{required} is required (an ArtifactRef to {required}.jsonl in the store)")
-        return DistillationRunner(ctx, workers, spec, inputs, request.get("overrides") or {}).run()
+        request = distillation_from(ctx.request)
+        return DistillationRunner(ctx, workers, request.spec, request.inputs(), request.overrides).run()
 
     def retune(ctx: OperationContext) -> dict[str, Any]:
-        request = ctx.request
-        source_name = _find_job(runner, str(request.get("job", "")))
-        source = runner.ops.get(source_name)
-        base = dict(source.request)
-        spec = task_from_record(base["task"])
-        if request.get("student", {}).get("uri"):
-            spec.student = request["student"]["uri"]
-        inputs = {k: _artifact(base.get(k)) for k in ("seeds", "test", "context")}
-        new = request.get("overrides") or {}
-        overrides = deep_merge(base.get("overrides") or {}, new)
+        request = retune_from(ctx.request)
+        source_name = _find_job(runner, request.job)
+        base = distillation_from(runner.ops.get(source_name).request)
+        spec = replace(base.spec, student=request.student) if request.student else base.spec
+        overrides = deep_merge(base.overrides, request.overrides)
         # New validation settings mean the generated rows are validated again; otherwise the
         # validated rows are reused as they are.
-        reuse = ("generate",) if new.get("validation") else ("generate", "validate")
-        return DistillationRunner(ctx, workers, spec, inputs, overrides, retune_of=job_state(runner, source_name),
+        reuse = ("generate",) if request.overrides.get("validation") else ("generate", "validate")
+        return DistillationRunner(ctx, workers, spec, base.inputs(), overrides, retune_of=job_state(runner, source_name),
                                   reuse=reuse).run()
 
     runner.register(DISTILLATION, distill)

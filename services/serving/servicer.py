@@ -16,7 +16,7 @@ from services.common.artifacts import Artifact
 from services.common.convert import (
     TASK_TYPE_TO_PROTO,
     artifact_from_proto,
-    dict_to_message,
+    message_from_record,
     message_to_dict,
     task_from_proto,
 )
@@ -111,7 +111,7 @@ def export_job(request: serving_pb2.StartExportRequest) -> ExportJob:
 
 def export_job_from_record(record: dict[str, Any]) -> ExportJob:
     """The persisted request (proto-JSON, as StartExport stored it) as an ExportJob."""
-    return export_job(dict_to_message(record, serving_pb2.StartExportRequest()))
+    return export_job(message_from_record(record, serving_pb2.StartExportRequest()))
 
 
 class ServingApp:

@@ -1,8 +1,9 @@
-"""The training job: request dict → train → adapter + merged checkpoint + metrics in the store.
+"""The training job: a TrainingJob → train → adapter + merged checkpoint + metrics in the store.
 
-Core code (no grpc): the service's JobRunner calls ``handle_training`` with its OperationContext,
-and ``run_job`` (Kubernetes Jobs, torchrun) calls ``run_training`` with a small context of its own.
-Both contexts offer: request, work_dir, store, output_key(name), progress(...), cancelled()."""
+Core code (no grpc): the service's JobRunner calls ``handle_training`` with its OperationContext
+and the TrainingJob its servicer module read from the stored request; ``run_job`` (Kubernetes
+Jobs, torchrun) calls ``run_training`` with a small context of its own. Both contexts offer:
+work_dir, store, output_key(name), progress(...), cancelled()."""
 
 from __future__ import annotations
 
@@ -11,17 +12,16 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.atomic import write_json_atomic
-from services.common.convert import task_from_record
 from services.common.enums import ModelFormat
-from services.common.errors import InvalidArgument
 from services.common.references import ModelReferences
 from services.common.taskspec import TaskSpec
-from services.trainer.config import TrainingConfig, merge_settings
+from services.trainer.config import TrainingConfig
 from services.trainer.data import load_examples
 from services.trainer.devices import Runtime, release_memory, setup_runtime, teardown_runtime
 from services.trainer.loop import Callbacks, StepInfo, train
@@ -34,7 +34,6 @@ RESULT_FILE = "result.json"
 
 
 class JobContext(Protocol):
-    request: dict[str, Any]
     work_dir: Path
     store: ArtifactStore
 
@@ -45,35 +44,15 @@ class JobContext(Protocol):
     def cancelled(self) -> bool: ...
 
 
-# --------------------------------------------------------------------------------------------
-# request parsing (shared with the servicer, which validates before it queues a job)
-# --------------------------------------------------------------------------------------------
-def parse_task(request: dict[str, Any]) -> TaskSpec:
-    task = request.get("task")
-    if not task:
-        raise InvalidArgument("task is required")
-    return task_from_record(task)
+@dataclass
+class TrainingJob:
+    """One training, as its request asks for it (read by the servicer module from protobuf)."""
 
-
-def parse_config(request: dict[str, Any], spec: TaskSpec) -> TrainingConfig:
-    return merge_settings(spec.section("training"), request.get("config"))
-
-
-def train_ref(request: dict[str, Any]) -> Artifact:
-    train = request.get("train") or {}
-    if not train.get("uri"):
-        raise InvalidArgument("train.uri is required (the accepted.jsonl artifact)")
-    return Artifact.from_dict(train)
-
-
-def seeds_ref(request: dict[str, Any]) -> Artifact | None:
-    """The task's seeds, mixed into the training rows (optional)."""
-    seeds = request.get("seeds") or {}
-    return Artifact.from_dict(seeds) if seeds.get("uri") else None
-
-
-def student_ref(request: dict[str, Any], spec: TaskSpec) -> str:
-    return str((request.get("student") or {}).get("uri") or spec.student)
+    spec: TaskSpec
+    config: TrainingConfig  # the task's training section with the request's overrides
+    train: Artifact  # the accepted rows (or, for the seed-only student, the seeds)
+    student: str  # the base model reference: catalog name, directory or artifact URI
+    seeds: Artifact | None = None  # mixed into the training rows when set
 
 
 def local_train_file(ref: Artifact, references: ModelReferences, allow_local_paths: bool, what: str) -> Path:
@@ -120,7 +99,7 @@ class ProgressCallbacks(Callbacks):
 # --------------------------------------------------------------------------------------------
 # the job
 # --------------------------------------------------------------------------------------------
-def run_training(ctx: JobContext, references: ModelReferences, device: str = "auto",
+def run_training(ctx: JobContext, job: TrainingJob, references: ModelReferences, device: str = "auto",
                  allow_local_paths: bool = False,
                  runtime_factory: Callable[[str, str], Runtime] = setup_runtime) -> dict[str, Any]:
     """Train, write adapter/merged/metrics into the store and return the TrainingResult dict.
@@ -128,19 +107,15 @@ def run_training(ctx: JobContext, references: ModelReferences, device: str = "au
     done_file = ctx.work_dir / RESULT_FILE
     if done_file.is_file():
         return json.loads(done_file.read_text())
-    request = ctx.request
-    spec = parse_task(request)
-    config = parse_config(request, spec)
+    spec, config, base_ref = job.spec, job.config, job.student
     if config.device == "auto" and device != "auto":
         config.device = device
-    base_ref = student_ref(request, spec)
     ctx.progress(stage="loading", message=f"resolving student {base_ref}", force=True)
     model_dir = references.resolve(base_ref, "student.uri", kind="checkpoint")
-    seeds_art = seeds_ref(request)
-    seeds = (load_examples(local_train_file(seeds_art, references, allow_local_paths, "seeds.uri"))
-             if seeds_art else [])
+    seeds = (load_examples(local_train_file(job.seeds, references, allow_local_paths, "seeds.uri"))
+             if job.seeds else [])
     # With seeds in the mix an empty accepted.jsonl still trains a student (on the seeds alone).
-    examples = load_examples(local_train_file(train_ref(request), references, allow_local_paths, "train.uri"),
+    examples = load_examples(local_train_file(job.train, references, allow_local_paths, "train.uri"),
                              allow_empty=bool(seeds))
 
     runtime = runtime_factory(config.device, config.dtype)
@@ -189,12 +164,12 @@ def run_training(ctx: JobContext, references: ModelReferences, device: str = "au
     return result
 
 
-def make_handler(references: ModelReferences, device: str = "auto") -> Callable[[Any], dict[str, Any]]:
-    """The JobRunner handler of "training" operations."""
+def make_handler(references: ModelReferences, device: str = "auto") -> Callable[[Any, TrainingJob], dict[str, Any]]:
+    """The handler of "training" operations (the servicer module gives it the job)."""
 
-    def handle_training(ctx: Any) -> dict[str, Any]:
+    def handle_training(ctx: Any, job: TrainingJob) -> dict[str, Any]:
         try:
-            return run_training(ctx, references, device)
+            return run_training(ctx, job, references, device)
         finally:
             release_memory()  # the run's model and activations are garbage now: return them
 

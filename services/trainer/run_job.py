@@ -28,8 +28,8 @@ from services.common.config import ServiceConfig
 from services.common.errors import Cancelled, DistilleryError, InvalidArgument
 from services.common.references import ModelReferences
 from services.trainer.devices import launcher_env
-from services.trainer.handler import RESULT_FILE, run_training
-from services.trainer.servicer import request_record
+from services.trainer.handler import RESULT_FILE, TrainingJob, run_training
+from services.trainer.servicer import job_from_json
 
 log = logging.getLogger("services.trainer.run_job")
 
@@ -37,8 +37,8 @@ log = logging.getLogger("services.trainer.run_job")
 class CliContext:
     """The subset of OperationContext that run_training uses."""
 
-    def __init__(self, request: dict[str, Any], out_dir: Path, store: ArtifactStore, rank: int) -> None:
-        self.request = request
+    def __init__(self, output_prefix: str, out_dir: Path, store: ArtifactStore, rank: int) -> None:
+        self.output_prefix = output_prefix
         self.work_dir = out_dir / "work"
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.store = store
@@ -48,8 +48,7 @@ class CliContext:
         self._state: dict[str, Any] = {}
 
     def output_key(self, filename: str) -> str:
-        prefix = self.request.get("output_prefix") or f"trainer-jobs/{self.request.get('request_id') or 'run'}"
-        return f"{str(prefix).rstrip('/')}/{filename}"
+        return f"{self.output_prefix.rstrip('/')}/{filename}"
 
     def progress(self, *, done: float | None = None, total: float | None = None, stage: str | None = None,
                  unit: str | None = None, message: str | None = None, counters: dict[str, float] | None = None,
@@ -69,12 +68,12 @@ class CliContext:
         return self.stop.is_set()
 
 
-def load_request(path: Path) -> dict[str, Any]:
+def load_request(path: Path) -> tuple[TrainingJob, str]:
     try:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InvalidArgument(f"{path}: cannot read the request: {exc}") from None
-    return request_record(raw, str(path))
+    return job_from_json(raw, str(path))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,18 +89,18 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _, rank, _ = launcher_env()
     try:
-        request = load_request(args.request)
+        job, output_prefix = load_request(args.request)
         config = ServiceConfig.from_env("trainer")
         store_url = args.store or envs.STORE_URL.get() or (args.out / "store").resolve().as_uri()
         store = ArtifactStore(store_url, cache_dir=args.out / "cache")
-        ctx = CliContext(request, args.out, store, rank)
+        ctx = CliContext(output_prefix, args.out, store, rank)
         signal.signal(signal.SIGTERM, lambda *_: ctx.stop.set())
         # The command line is the user's own process: any local model directory may be named
         # unless --store-only asks for the service's confinement.
         roots = config.model_roots if args.store_only else (Path("/"),)
         references = ModelReferences(store, Path(args.model_cache or config.model_cache or config.home / "models"),
                                      roots)
-        result = run_training(ctx, references, config.device, allow_local_paths=not args.store_only)
+        result = run_training(ctx, job, references, config.device, allow_local_paths=not args.store_only)
     except Cancelled as exc:
         log.warning("%s", exc)
         return 143

@@ -12,16 +12,42 @@ from google.longrunning import operations_pb2
 from google.protobuf import json_format
 
 from services.common import envs
-from services.common.convert import message_to_dict
+from services.common.convert import (
+    artifact_from_proto,
+    message_from_record,
+    message_to_dict,
+    struct_to_dict,
+    task_from_proto,
+)
 from services.common.errors import InvalidArgument
 from services.common.operations_servicer import record_to_operation
 from services.common.runtime import ServiceContext
 from services.common.server import ServiceRegistration
-from services.trainer.handler import KIND, make_handler, parse_config, parse_task, student_ref, train_ref
+from services.trainer.config import merge_settings
+from services.trainer.handler import KIND, TrainingJob, make_handler
 
 log = logging.getLogger(__name__)
 
 RESULT_TYPES = {KIND: trainer_pb2.TrainingResult}
+
+
+def training_job(request: trainer_pb2.StartTrainingRequest) -> TrainingJob:
+    """StartTrainingRequest → TrainingJob; INVALID_ARGUMENT naming what is missing or wrong."""
+    if not request.HasField("task"):
+        raise InvalidArgument("task is required")
+    spec = task_from_proto(request.task)
+    config = merge_settings(spec.section("training"),
+                            struct_to_dict(request.config) if request.HasField("config") else None)
+    train = artifact_from_proto(request.train)
+    if train is None:
+        raise InvalidArgument("train.uri is required (the accepted.jsonl artifact)")
+    return TrainingJob(spec=spec, config=config, train=train, student=request.student.uri or spec.student,
+                       seeds=artifact_from_proto(request.seeds))
+
+
+def job_from_record(record: dict[str, Any]) -> TrainingJob:
+    """The persisted request (proto-JSON, as StartTraining stored it) as a TrainingJob."""
+    return training_job(message_from_record(record, trainer_pb2.StartTrainingRequest()))
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
@@ -30,30 +56,28 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     def StartTraining(self, request: trainer_pb2.StartTrainingRequest,
                       context: grpc.ServicerContext) -> operations_pb2.Operation:
-        data: dict[str, Any] = message_to_dict(request)
-        spec = parse_task(data)
-        parse_config(data, spec)
-        train_ref(data)
-        self.ctx.references.check(student_ref(data, spec), "student.uri")
-        record = self.ctx.runner.submit(KIND, data, request.request_id or None)
+        job = training_job(request)  # a bad request fails here, before any job exists
+        self.ctx.references.check(job.student, "student.uri")
+        record = self.ctx.runner.submit(KIND, message_to_dict(request), request.request_id or None)
         return record_to_operation(record, RESULT_TYPES)
 
 
-def request_record(raw: Any, where: str) -> dict[str, Any]:
-    """A StartTrainingRequest in proto JSON (``run_job --request``) → the record a training job
-    reads, as StartTraining would store it; a key the proto lacks is INVALID_ARGUMENT naming it."""
+def job_from_json(raw: Any, where: str) -> tuple[TrainingJob, str]:
+    """A StartTrainingRequest in proto JSON (``run_job --request``) as a TrainingJob and the store
+    prefix its outputs go under; a key the proto lacks is INVALID_ARGUMENT naming it."""
     try:
         message = json_format.ParseDict(raw, trainer_pb2.StartTrainingRequest())
     except json_format.ParseError as exc:
         raise InvalidArgument(f"{where}: not a StartTrainingRequest: {exc}") from None
-    return message_to_dict(message)
+    return training_job(message), message.output_prefix or f"trainer-jobs/{message.request_id or 'run'}"
 
 
 def build(ctx: ServiceContext) -> list[ServiceRegistration]:
     if envs.TRAINER_MODE.get() == "k8s-job":
         # Said loudly: the GPU overlay sets this mode, but launching Jobs is not wired yet (issue 20).
         log.warning("DISTILLERY_TRAINER_MODE=k8s-job is not implemented yet: training runs in this process")
-    ctx.runner.register(KIND, make_handler(ctx.references, ctx.config.device))
+    handle = make_handler(ctx.references, ctx.config.device)
+    ctx.runner.register(KIND, lambda op: handle(op, job_from_record(op.request)))
     servicer = TrainerServicer(ctx)
     return [ServiceRegistration(
         "distillery.v1.TrainerService",

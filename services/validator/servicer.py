@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 
 from services.common.convert import (
     artifact_from_proto,
-    dict_to_message,
+    message_from_record,
     message_to_dict,
     struct_to_dict,
     task_from_proto,
@@ -45,7 +45,7 @@ def parse_request(request: validator_pb2.StartValidationRequest) -> ValidationJo
 
 def job_from_record(record: dict[str, Any]) -> ValidationJob:
     """The persisted request (proto-JSON, as StartValidation stored it) as a ValidationJob."""
-    return parse_request(dict_to_message(record, validator_pb2.StartValidationRequest()))
+    return parse_request(message_from_record(record, validator_pb2.StartValidationRequest()))
 
 
 class ValidatorServicer(validator_pb2_grpc.ValidatorServiceServicer):

@@ -11,7 +11,7 @@ import pytest
 from distillery.v1 import evaluator_pb2
 
 from services.common.artifacts import ArtifactStore
-from services.common.convert import dict_to_message, message_to_dict
+from services.common.convert import message_from_record, message_to_dict
 from services.common.references import ModelReferences
 from services.evaluator.candidates import CandidateSpec, EvalOptions, build_candidate, model_resolver
 from services.evaluator.generator_client import GeneratorClient
@@ -52,7 +52,7 @@ def test_failed_candidates_carry_their_error_and_no_score(tiny: tuple[Path, Path
     report, _ = evaluation.build_report(results, {})
     result = evaluation_result(report, {})
     # Through the contract the pipeline reads: EvaluationResult, back to a dict.
-    message = dict_to_message(result, evaluator_pb2.EvaluationResult())
+    message = message_from_record(result, evaluator_pb2.EvaluationResult())  # strict: every field fits
     read = message_to_dict(message)
 
     scores = {s["name"]: s for s in read["scores"]}

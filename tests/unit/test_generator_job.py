@@ -364,12 +364,12 @@ def test_other_task_types_are_labelled_by_the_teacher(tmp_path: Path) -> None:
 def test_the_choice_reaches_the_generation_result() -> None:
     from distillery.v1 import generator_pb2
 
-    from services.common.convert import dict_to_message
+    from services.common.convert import message_from_record
     from services.generator.label_source import LabelChoice, SeedCheck
 
     check = SeedCheck(count=12, correct=4, label_accuracy={"card": 1.0, "transfer": 0.0}, answers=["card"] * 12)
     choice = LabelChoice("target", "the teacher labelled only 4/12 ...", "auto", 0.8, check)
-    result = dict_to_message({"generated": 3, **choice.result_fields()}, generator_pb2.GenerationResult())
+    result = message_from_record({"generated": 3, **choice.result_fields()}, generator_pb2.GenerationResult())
     assert (result.label_source, result.teacher_seed_count, result.teacher_trust_accuracy) == ("target", 12, 0.8)
     assert result.teacher_seed_accuracy == pytest.approx(0.3333)
     assert dict(result.teacher_seed_label_accuracy) == {"card": 1.0, "transfer": 0.0}
