@@ -188,7 +188,7 @@ def run_task(task_dir: Path, overrides: dict, task_overrides: dict) -> dict:
         setattr(bundle.spec, key, value)
     started = time.time()
     name = cli._submit(bundle, overrides)
-    job = cli.follow(name, quiet=not sys.stdout.isatty())
+    job = cli.follow(name)  # bars on a terminal, a line per stage and every 30 s in a log
     seconds = time.time() - started
     stages = {s.name: s for s in job.stages}
     report = read_report(job)
@@ -253,7 +253,7 @@ def repeat_training(result: dict, train_seeds: int, save_progress: Callable[[], 
         operation = stub.StartRetune(pipeline_pb2.StartRetuneRequest(
             job=result["job"], overrides=struct_from(overrides),
             request_id=f"{result['job']}:training-seed:{training_seed}"), timeout=30)
-        job = cli.follow(operation.name, quiet=not sys.stdout.isatty())
+        job = cli.follow(operation.name)
         result["runs"] = [r for r in result.get("runs", []) if r["training_seed"] != training_seed]
         result["runs"].append(run_record(training_seed, operation.name, job.state, read_report(job)))
         summarize_runs(result, read_predictions)
@@ -307,7 +307,7 @@ def sweep_filters(result: dict, only: list[str] | None = None) -> None:
         started = time.time()
         operation = stub.StartRetune(pipeline_pb2.StartRetuneRequest(
             job=result["job"], overrides=struct_from(overrides), request_id=f"{result['job']}:sweep:{preset}"), timeout=30)
-        job = cli.follow(operation.name, quiet=not sys.stdout.isatty())
+        job = cli.follow(operation.name)
         report = read_report(job)
         stages = {s.name: s for s in job.stages}
         summary = json_format.MessageToDict(stages["validate"].summary) if "validate" in stages else {}
