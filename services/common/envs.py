@@ -113,6 +113,9 @@ HOME = _declare("DISTILLERY_HOME", None, "State folder (store, databases, model 
 STORE_URL = _declare("DISTILLERY_STORE_URL", "", "Artifact store URL (file://…); default <home>/store.")
 DB_URL = _declare("DISTILLERY_DB_URL", "", "Operations database URL: sqlite:///path (embedded; default "
                   "<home>/<service>.db) or postgresql://user:password@host:5432/db (shared by replicas).")
+LEASE_SECONDS = _declare("DISTILLERY_LEASE_SECONDS", 30.0, "How long a replica holds a job without renewing "
+                         "its lease; after that (the replica died) another replica of the service on the same "
+                         "database takes the job over and resumes it. Renewed every third of it.", _number)
 HOST = _declare("DISTILLERY_HOST", "127.0.0.1", "Address the gRPC server binds (0.0.0.0 in a pod).")
 PORT = _declare("DISTILLERY_PORT", 0, "gRPC port; 0 = the service's default (50050-50055).", _integer)
 METRICS_PORT = _declare("DISTILLERY_METRICS_PORT", 0, "Prometheus /metrics port; 0 = gRPC port + 1000, "

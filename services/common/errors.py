@@ -64,6 +64,13 @@ class Unavailable(DistilleryError):
     code = "UNAVAILABLE"
 
 
+class LeaseLost(DistilleryError):
+    """This process no longer holds the operation: its lease ran out and another replica took the
+    job over. The write is refused so that two replicas never both write one operation."""
+
+    code = "ABORTED"
+
+
 class DataLoss(DistilleryError):
     """An artifact's bytes no longer match the checksum recorded when it was written."""
 

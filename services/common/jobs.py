@@ -1,13 +1,22 @@
 """Runs long-running operations in background threads, persists their progress, and resumes the
 unfinished ones when a service restarts (distilabel-style: each handler picks up from what it had
-already written into its operation's work directory)."""
+already written into its operation's work directory).
+
+Every run holds a lease on its operation (services.common.operations). On a store that several
+replicas share (PostgreSQL) a heartbeat renews the leases of this replica's runs and claims the
+operations whose lease ran out — a replica that died — so another replica resumes them; a run
+whose lease was taken stops, and its writes are refused. One process alone on its store (SQLite)
+takes back, at start, whatever its dead predecessor held."""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 import traceback
+import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.artifacts import ArtifactStore
-from services.common.errors import Cancelled, DistilleryError, InvalidArgument
+from services.common.errors import Cancelled, DistilleryError, InvalidArgument, LeaseLost
 from services.common.operations import (
     CANCELLED,
     FAILED,
@@ -111,6 +120,9 @@ class OperationContext:
 class _Running:
     thread_started: float
     cancel: threading.Event
+    lost: bool = False  # another replica took the lease: stop, write nothing more
+
+DEFAULT_LEASE_SECONDS = 30.0
 
 
 class JobRunner:
@@ -118,8 +130,12 @@ class JobRunner:
     small pool (default one job at a time: these jobs saturate the machine)."""
 
     def __init__(self, service: str, ops: OperationStore, store: ArtifactStore, home: Path,
-                 max_concurrent: int = 1) -> None:
+                 max_concurrent: int = 1, lease_seconds: float = DEFAULT_LEASE_SECONDS) -> None:
         self.service = service
+        # This process, as the owner its leases name (unique even when a pod restarts with the same host name).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = lease_seconds
+        self._max_concurrent = max_concurrent
         self.ops = ops
         self.store = store
         self.work_root = home / "work" / service
@@ -134,6 +150,8 @@ class JobRunner:
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._closed = False
+        self._heartbeat: threading.Thread | None = None
+        self._stop_heartbeat = threading.Event()
 
     def register(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
@@ -166,22 +184,70 @@ class JobRunner:
         self._schedule(record)
         return record
 
+    @property
+    def shared(self) -> bool:
+        """Whether other replicas may share this store (then leases decide who runs what)."""
+        return bool(getattr(self.ops, "shared", False))
+
     def resume_unfinished(self) -> list[str]:
-        """Reschedule every operation this service had not finished when it stopped."""
+        """Reschedule the operations of this service that no one is running: on a store of its
+        own, all its unfinished ones (this process is the only one); on a shared store, those
+        whose lease ran out. On a shared store a heartbeat keeps doing this (``start_heartbeat``)."""
+        records = (self.ops.claimable(self.service) if self.shared
+                   else self.ops.list(service=self.service, states=frozenset({PENDING, RUNNING}), limit=10_000))
         resumed = []
-        for record in self.ops.list(service=self.service, states=frozenset({PENDING, RUNNING}), limit=10_000):
+        for record in records:
             if record.kind not in self._handlers:
                 continue
+            with self._lock:
+                if record.name in self._running:
+                    continue
+            if not self.ops.claim(record.name, self.owner, self.lease_seconds, force=not self.shared):
+                continue  # another replica claimed it first
             if record.cancel_requested:
-                self.ops.update(record.name, state=CANCELLED, error_code="CANCELLED",
-                                error_message="cancelled while the service was down")
+                self._finish(record.name, state=CANCELLED, error_code="CANCELLED",
+                             error_message="cancelled while no replica was running it")
                 continue
             log.info("resuming operation %s (%s)", record.name, record.state)
-            self._schedule(record)
+            self._schedule(record, claimed=True)
             resumed.append(record.name)
+        if self.shared:
+            self.start_heartbeat()
         return resumed
 
-    def _schedule(self, record: OperationRecord) -> None:
+    def start_heartbeat(self) -> None:
+        """Renew this replica's leases every lease/3 seconds and take over expired ones."""
+        if self._heartbeat is not None or not self.shared:
+            return
+        self._heartbeat = threading.Thread(target=self._beat, name=f"{self.service}-leases", daemon=True)
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        interval = max(0.2, self.lease_seconds / 3)
+        while not self._stop_heartbeat.wait(interval):
+            try:
+                self.renew_leases()
+                if len(self._running) < self._max_concurrent:
+                    self.resume_unfinished()
+            except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
+                log.warning("lease heartbeat of %s failed", self.service, exc_info=True)
+
+    def renew_leases(self) -> None:
+        """Extend the lease of every run of this replica; a run whose lease another replica took
+        is told to stop (its further writes are refused anyway)."""
+        with self._lock:
+            running = list(self._running.items())
+        for name, run in running:
+            if run.lost or self.ops.renew(name, self.owner, self.lease_seconds):
+                continue
+            log.warning("lost the lease of %s to another replica: stopping this run", name)
+            run.lost = True
+            run.cancel.set()
+
+    def _schedule(self, record: OperationRecord, claimed: bool = False) -> None:
+        if not claimed and not self.ops.claim(record.name, self.owner, self.lease_seconds, force=not self.shared):
+            log.info("operation %s is held by another replica; it runs there", record.name)
+            return
         event = threading.Event()
         with self._lock:
             self._running[record.name] = _Running(time.time(), event)
@@ -199,14 +265,16 @@ class JobRunner:
             meta["started"] = True
             if was_started:
                 meta["resumes"] = int(meta.get("resumes", 0)) + 1
-            self.ops.update(name, state=RUNNING, metadata=meta)
+            self.ops.update(name, held_by=self.owner, state=RUNNING, metadata=meta)
             ctx._metadata = meta
             ctx.record = record  # keeps `resumed` reflecting the state before this run
             result = self._handlers[record.kind](ctx)
             if self.result_check is not None:
                 self.result_check(record.kind, result)
             ctx._metadata["state"] = SUCCEEDED
-            self.ops.update(name, state=SUCCEEDED, result=result, metadata=ctx._metadata)
+            self._finish(name, state=SUCCEEDED, result=result, metadata=ctx._metadata)
+        except LeaseLost as exc:
+            log.warning("%s: %s; its writes stop here", name, exc)
         except Cancelled as exc:
             self._finish_error(name, CANCELLED, "CANCELLED", str(exc))
         except DistilleryError as exc:
@@ -219,16 +287,44 @@ class JobRunner:
                 self._running.pop(name, None)
             self._notify()
 
+    def _lost(self, name: str) -> bool:
+        with self._lock:
+            run = self._running.get(name)
+        return run is not None and run.lost
+
+    def _finish(self, name: str, **fields: Any) -> None:
+        """The last write of a run (held by this replica), giving the lease up in the same write."""
+        try:
+            self.ops.update(name, held_by=self.owner, owner=None, lease_until=None, **fields)
+        except LeaseLost as exc:
+            log.warning("%s: %s; this replica's outcome is dropped", name, exc)
+
     def _finish_error(self, name: str, state: str, code: str, message: str) -> None:
         record = self.ops.get(name)
+        if self._lost(name) or record.owner != self.owner:
+            return  # another replica runs it now: its outcome is that replica's to write
         if self._closed and not record.cancel_requested:
-            return  # the process is going down: leave it RUNNING so the next start resumes it
+            # The process is going down: leave it RUNNING so the next start (or, on a shared store,
+            # another replica at once) resumes it.
+            self.ops.release(name, self.owner)
+            return
         meta = dict(record.metadata)
         meta["state"] = state
-        self.ops.update(name, state=state, error_code=code, error_message=message, metadata=meta)
+        self._finish(name, state=state, error_code=code, error_message=message, metadata=meta)
 
     def _write_metadata(self, name: str, metadata: dict[str, Any]) -> None:
-        self.ops.update(name, metadata=dict(metadata))
+        if self._lost(name):
+            return
+        try:
+            self.ops.update(name, held_by=self.owner, metadata=dict(metadata))
+        except LeaseLost:
+            with self._lock:
+                run = self._running.get(name)
+            if run is not None:
+                log.warning("lost the lease of %s to another replica: stopping this run", name)
+                run.lost = True
+                run.cancel.set()
+            return
         self._notify()
 
     def _notify(self) -> None:
@@ -280,6 +376,7 @@ class JobRunner:
         """Stop: running handlers are told to stop; their operations stay RUNNING so that the
         next start of the service resumes them."""
         self._closed = True
+        self._stop_heartbeat.set()
         with self._lock:
             for running in self._running.values():
                 running.cancel.set()

@@ -4,6 +4,14 @@ The store sits behind a small interface keyed by a database URL. ``sqlite:///pat
 embedded default (``make demo`` needs no database server); ``postgresql://…`` (psycopg 3) is the
 one several replicas of a service share. Both run the same SQL (SqlOperationStore), so they have
 the same semantics, and the same tests run against both (tests/unit/test_operations.py).
+
+Work is claimed with leases: a replica that runs an operation is its ``owner`` until
+``lease_until``, renews the lease while it works (services.common.jobs), and every write it makes
+names itself (``held_by``) — a write from a replica whose lease another one has taken is refused
+(LeaseLost), so one operation is never written by two replicas. A lease that runs out (the replica
+died) makes the operation claimable by any replica of the service, which resumes it from what was
+written. A claim is one conditional UPDATE, atomic in both databases: of two replicas claiming at
+once, one wins.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.common.errors import InvalidArgument, LeaseLost, NotFound, Unavailable
 
 PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"
 TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
@@ -39,6 +47,8 @@ class OperationRecord:
     create_time: float = 0.0
     update_time: float = 0.0
     cancel_requested: bool = False
+    owner: str | None = None  # the replica running it, while its lease lasts
+    lease_until: float | None = None
 
     @property
     def done(self) -> bool:
@@ -73,7 +83,9 @@ CREATE TABLE IF NOT EXISTS operations (
     request_id TEXT,
     create_time {real} NOT NULL,
     update_time {real} NOT NULL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    lease_until {real}
 );
 CREATE UNIQUE INDEX IF NOT EXISTS operations_request_id ON operations(service, request_id)
     WHERE request_id IS NOT NULL;
@@ -87,7 +99,10 @@ RENAMED_KINDS: dict[tuple[str, str], str] = {("trainer", "train"): "training", (
 
 _JSON_FIELDS = ("request", "metadata", "result")
 _COLUMNS = ("name", "service", "kind", "state", "request", "metadata", "result", "error_code",
-            "error_message", "request_id", "create_time", "update_time", "cancel_requested")
+            "error_message", "request_id", "create_time", "update_time", "cancel_requested", "owner", "lease_until")
+# Columns added after the first release: a store written before gets them when it opens.
+_ADDED_COLUMNS = {"owner": "TEXT", "lease_until": "{real}"}
+_UNFINISHED = f"state IN ('{PENDING}', '{RUNNING}')"
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM operations"
 
 
@@ -109,6 +124,14 @@ class SqlOperationStore(ABC):
     def version(self) -> int:
         """Changes whenever any process commits a change (cheap polling for watchers)."""
 
+    @abstractmethod
+    def _column_names(self) -> set[str]:
+        """The operations table's columns as the database has them (for migrations)."""
+
+    real_type = "REAL"
+    # Whether several processes share this store (and so need leases to split the work).
+    shared = False
+
     # ----- shared -------------------------------------------------------------------------------
     def _sql(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
@@ -118,6 +141,10 @@ class SqlOperationStore(ABC):
             return self._execute(self._sql(sql), args)
 
     def _migrate(self) -> None:
+        present = self._column_names()
+        for column, sql_type in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._run(f"ALTER TABLE operations ADD COLUMN {column} {sql_type.format(real=self.real_type)}")
         for (service, old), new in RENAMED_KINDS.items():
             self._run("UPDATE operations SET kind = ? WHERE service = ? AND kind = ?", (new, service, old))
 
@@ -142,7 +169,7 @@ class SqlOperationStore(ABC):
                 f"INSERT INTO operations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
                 "ON CONFLICT DO NOTHING",
                 (record.name, service, kind, PENDING, json.dumps(request), json.dumps(record.metadata), None,
-                 None, None, record.request_id, now, now, 0))
+                 None, None, record.request_id, now, now, 0, None, None))
             if cur.rowcount == 1:
                 return record, True
             row = self._run(f"{_SELECT} WHERE service=? AND request_id=?", (service, request_id)).fetchone()
@@ -168,18 +195,53 @@ class SqlOperationStore(ABC):
         args.extend([limit, offset])
         return [self._row(row) for row in self._run(query, tuple(args)).fetchall()]
 
-    def update(self, name: str, **fields: Any) -> OperationRecord:
+    def update(self, name: str, held_by: str | None = None, **fields: Any) -> OperationRecord:
+        """Write fields of an operation. ``held_by``: only while that owner holds it (LeaseLost
+        when another replica has taken it over)."""
         unknown = set(fields) - set(_COLUMNS)
         if unknown:
             raise InvalidArgument(f"unknown operation fields {sorted(unknown)}")
         fields["update_time"] = time.time()
         values = [json.dumps(v) if k in _JSON_FIELDS and v is not None else v for k, v in fields.items()]
+        where, args = "name=?", [name]
+        if held_by is not None:
+            where += " AND owner=?"
+            args.append(held_by)
         with self._lock:
-            cur = self._run(f"UPDATE operations SET {', '.join(f'{k}=?' for k in fields)} WHERE name=?",
-                            (*values, name))
+            cur = self._run(f"UPDATE operations SET {', '.join(f'{k}=?' for k in fields)} WHERE {where}",
+                            (*values, *args))
             if cur.rowcount == 0:
-                raise NotFound(f"operation {name!r} not found")
+                record = self.get(name)  # NotFound when it does not exist at all
+                raise LeaseLost(f"operation {name} is held by {record.owner or 'no one'}, not {held_by}")
             return self.get(name)
+
+    # ----- leases -----------------------------------------------------------------------------
+    def claim(self, name: str, owner: str, lease_seconds: float, force: bool = False) -> bool:
+        """Take an unfinished operation for ``owner`` until now + lease_seconds: when no one holds
+        it, its lease ran out, or ``owner`` holds it already (``force``: whoever holds it — the
+        one process of an unshared store taking back what its dead predecessor held)."""
+        now = time.time()
+        condition = "" if force else " AND (owner IS NULL OR owner=? OR lease_until IS NULL OR lease_until < ?)"
+        args: tuple[Any, ...] = (owner, now + lease_seconds, name) + (() if force else (owner, now))
+        cur = self._run(f"UPDATE operations SET owner=?, lease_until=? WHERE name=? AND {_UNFINISHED}{condition}",
+                        args)
+        return cur.rowcount == 1
+
+    def renew(self, name: str, owner: str, lease_seconds: float) -> bool:
+        """Extend ``owner``'s lease; False when it no longer holds the operation."""
+        cur = self._run("UPDATE operations SET lease_until=? WHERE name=? AND owner=?",
+                        (time.time() + lease_seconds, name, owner))
+        return cur.rowcount == 1
+
+    def release(self, name: str, owner: str) -> None:
+        """Give the operation up (finished, or this replica is stopping): claimable at once."""
+        self._run("UPDATE operations SET owner=NULL, lease_until=NULL WHERE name=? AND owner=?", (name, owner))
+
+    def claimable(self, service: str) -> list[OperationRecord]:
+        """The service's unfinished operations that no live lease holds, oldest first."""
+        rows = self._run(f"{_SELECT} WHERE service=? AND {_UNFINISHED} AND (owner IS NULL OR lease_until IS NULL "
+                         "OR lease_until < ?) ORDER BY create_time", (service, time.time())).fetchall()
+        return [self._row(row) for row in rows]
 
     def request_cancel(self, name: str) -> OperationRecord:
         record = self.get(name)
@@ -203,11 +265,18 @@ class SqliteOperationStore(SqlOperationStore):
         self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA.format(real="REAL"))
-        self._migrate()
+        with self._lock:
+            # The table first, then the columns a store from an older version lacks, then the indexes.
+            table, _, indexes = _SCHEMA.format(real="REAL").partition(");")
+            self._conn.executescript(table + ");")
+            self._migrate()
+            self._conn.executescript(indexes)
 
     def _execute(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
         return self._conn.execute(sql, args)
+
+    def _column_names(self) -> set[str]:
+        return {row[1] for row in self._conn.execute("PRAGMA table_info(operations)").fetchall()}
 
     def version(self) -> int:
         with self._lock:
@@ -221,6 +290,8 @@ class PostgresOperationStore(SqlOperationStore):
     again on the next call (a database restart costs the calls in flight, not the process)."""
 
     placeholder = "%s"
+    real_type = "DOUBLE PRECISION"
+    shared = True
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -230,11 +301,13 @@ class PostgresOperationStore(SqlOperationStore):
         self.url = url
         self._conn = self._connect()
         with self._lock:
-            for statement in _SCHEMA.format(real="DOUBLE PRECISION").split(";"):
-                self._conn.execute(statement)
+            statements = _SCHEMA.format(real="DOUBLE PRECISION").split(";")
+            self._conn.execute(statements[0])  # the table; older stores get their new columns next
             # A sequence bumped by every write: version() reads it without scanning the table.
             self._conn.execute("CREATE SEQUENCE IF NOT EXISTS operations_changes")
-        self._migrate()
+            self._migrate()
+            for statement in statements[1:]:
+                self._conn.execute(statement)
 
     def _connect(self) -> Any:
         try:
@@ -253,6 +326,10 @@ class PostgresOperationStore(SqlOperationStore):
         except self._psycopg.OperationalError as exc:
             self._conn.close()
             raise Unavailable(f"operations database {_redacted(self.url)}: {exc}".strip()) from None
+
+    def _column_names(self) -> set[str]:
+        rows = self._run("SELECT column_name FROM information_schema.columns WHERE table_name = 'operations'").fetchall()
+        return {row[0] for row in rows}
 
     def version(self) -> int:
         row = self._run("SELECT last_value + CASE WHEN is_called THEN 1 ELSE 0 END FROM operations_changes").fetchone()

@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from services.common import envs
 from services.common.artifacts import ArtifactStore
 from services.common.config import ServiceConfig
+from services.common.errors import InvalidArgument
 from services.common.jobs import JobRunner
 from services.common.logs import configure_logging
 from services.common.operations import OperationStore, open_operation_store
@@ -40,7 +41,11 @@ def build_context(config: ServiceConfig, max_concurrent_jobs: int = 1) -> Servic
     config.home.mkdir(parents=True, exist_ok=True)
     store = ArtifactStore(config.store_url, cache_dir=config.home / "cache" / "artifacts")
     ops = open_operation_store(config.db_url)
-    runner = JobRunner(config.service, ops, store, config.home, max_concurrent=max_concurrent_jobs)
+    lease = envs.LEASE_SECONDS.get()
+    if lease <= 0:
+        raise InvalidArgument(f"environment variable DISTILLERY_LEASE_SECONDS={lease} must be > 0")
+    runner = JobRunner(config.service, ops, store, config.home, max_concurrent=max_concurrent_jobs,
+                       lease_seconds=lease)
     return ServiceContext(config, store, ops, runner)
 
 

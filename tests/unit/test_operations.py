@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.common.artifacts import ArtifactStore
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import InvalidArgument, LeaseLost, NotFound
 from services.common.jobs import JobRunner, OperationContext
 from services.common.operations import open_operation_store
 
@@ -171,3 +171,102 @@ def test_an_unreachable_database_is_unavailable_and_hides_the_password() -> None
     with pytest.raises(Unavailable) as info:
         open_operation_store("postgresql://alice:s3cret@127.0.0.1:1/db")
     assert "s3cret" not in str(info.value) and "alice:***@127.0.0.1:1/db" in str(info.value)
+
+
+# ----- leases: several replicas on one database ---------------------------------------------------
+def test_a_claim_is_exclusive_until_its_lease_runs_out(tmp_path: Path, db_url: str) -> None:
+    ops = open_operation_store(db_url)
+    record, _ = ops.create("generator", "generation", {}, "r1")
+    assert ops.claim(record.name, "replica-a", 0.5)
+    assert not ops.claim(record.name, "replica-b", 0.5)  # a live lease
+    assert ops.claim(record.name, "replica-a", 0.5)  # the holder may claim again
+    assert [r.name for r in ops.claimable("generator")] == []
+    ops.update(record.name, held_by="replica-a", metadata={"done": 1})
+    time.sleep(0.7)  # replica-a died: its lease runs out
+    assert [r.name for r in ops.claimable("generator")] == [record.name]
+    assert ops.claim(record.name, "replica-b", 30)
+    with pytest.raises(LeaseLost, match="held by replica-b"):  # the old holder's late write is refused
+        ops.update(record.name, held_by="replica-a", state="SUCCEEDED")
+    assert not ops.renew(record.name, "replica-a", 30) and ops.renew(record.name, "replica-b", 30)
+    ops.update(record.name, held_by="replica-b", state="SUCCEEDED")
+    ops.release(record.name, "replica-b")
+    assert not ops.claim(record.name, "replica-c", 30)  # finished: nothing to claim
+    assert ops.get(record.name).owner is None
+
+
+def test_two_replicas_claiming_at_once_one_wins(tmp_path: Path, db_url: str) -> None:
+    stores = [open_operation_store(db_url) for _ in range(2)]
+    record, _ = stores[0].create("trainer", "training", {}, "r1")
+    wins: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        if stores[i % 2].claim(record.name, f"replica-{i}", 30):
+            wins.append(f"replica-{i}")
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1 and stores[1].get(record.name).owner == wins[0]
+
+
+def test_a_replica_takes_over_the_job_of_one_that_stopped_renewing(tmp_path: Path, db_url: str) -> None:
+    """Two runners on one database (a shared PostgreSQL, or SQLite standing in for a restart): the
+    first runs a job and dies (its heartbeat stops, its thread goes on); the second claims the job
+    when the lease runs out and finishes it from what was written; the first's late writes are
+    refused, so the operation holds one result — the second's."""
+    step = threading.Event()
+
+    def handler(ctx: OperationContext) -> dict:
+        progress_file = ctx.work_dir / "done.txt"
+        done = int(progress_file.read_text()) if progress_file.exists() else 0
+        while done < 3:
+            done += 1
+            progress_file.write_text(str(done))
+            ctx.progress(done=done, total=3, force=True)
+            step.wait(10)
+            ctx.check_cancelled()
+        return {"read": done}
+
+    first = JobRunner("validator", open_operation_store(db_url), ArtifactStore((tmp_path / "store").as_uri()),
+                      tmp_path, lease_seconds=0.6)
+    first.register("validation", handler)
+    name = first.submit("validation", {}, "job-1").name
+    deadline = time.time() + 10
+    while first.ops.get(name).metadata.get("done") != 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert first.ops.get(name).owner == first.owner  # first holds it and never renews (no heartbeat: "dead")
+    time.sleep(0.8)
+    second = JobRunner("validator", open_operation_store(db_url), ArtifactStore((tmp_path / "store").as_uri()),
+                       tmp_path, lease_seconds=30)
+    second.register("validation", handler)
+    assert second.resume_unfinished() == [name]
+    assert second.ops.get(name).owner == second.owner
+    step.set()  # both threads go on; only the second may write
+    record = second.wait(name, timeout=15)
+    assert record.state == "SUCCEEDED" and record.result == {"read": 3}
+    assert record.metadata["resumes"] == 1 and record.owner is None  # released when done
+    second.shutdown(wait=True)
+    first.shutdown(wait=True)
+    assert first.ops.get(name).result == {"read": 3} and first.ops.get(name).state == "SUCCEEDED"
+
+
+def test_a_store_written_before_leases_gets_the_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""CREATE TABLE operations (name TEXT PRIMARY KEY, service TEXT NOT NULL, kind TEXT NOT NULL,
+        state TEXT NOT NULL, request TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}', result TEXT, error_code TEXT,
+        error_message TEXT, request_id TEXT, create_time REAL NOT NULL, update_time REAL NOT NULL,
+        cancel_requested INTEGER NOT NULL DEFAULT 0);
+        INSERT INTO operations VALUES ('trainer/operations/x', 'trainer', 'training', 'RUNNING', '{}', '{}', NULL,
+        NULL, NULL, 'r', 1.0, 1.0, 0);""")
+    conn.commit()
+    conn.close()
+    ops = open_operation_store(f"sqlite:///{path}")
+    assert ops.get("trainer/operations/x").owner is None
+    assert ops.claim("trainer/operations/x", "me", 30) and ops.get("trainer/operations/x").owner == "me"

@@ -3,7 +3,6 @@ hold fails the job, naming the field, instead of the field vanishing when the re
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from distillery.v1 import generator_pb2
@@ -26,9 +25,7 @@ def _runner(tmp_path: Path, result: dict) -> JobRunner:
 
 def test_a_misspelt_result_field_fails_the_job_by_name(tmp_path: Path) -> None:
     runner = _runner(tmp_path, {"generated": 3, "rejectd_count": 1})
-    record, _ = runner.ops.create("generator", "generation", {}, "r1")
-    runner._run(record.name, threading.Event())
-    done = runner.ops.get(record.name)
+    done = runner.wait(runner.submit("generation", {}, "r1").name, timeout=10)
     assert done.state == "FAILED" and done.error_code == "INTERNAL"
     assert "rejectd_count" in done.error_message and "distillery.v1.GenerationResult" in done.error_message
     runner.shutdown()
@@ -36,9 +33,7 @@ def test_a_misspelt_result_field_fails_the_job_by_name(tmp_path: Path) -> None:
 
 def test_a_well_formed_result_is_packed_whole(tmp_path: Path) -> None:
     runner = _runner(tmp_path, {"generated": 3, "rejected_count": 1, "label_source": "target"})
-    record, _ = runner.ops.create("generator", "generation", {}, "r2")
-    runner._run(record.name, threading.Event())
-    operation = record_to_operation(runner.ops.get(record.name), RESULT_TYPES)
+    operation = record_to_operation(runner.wait(runner.submit("generation", {}, "r2").name, timeout=10), RESULT_TYPES)
     result = generator_pb2.GenerationResult()
     assert operation.response.Unpack(result)
     assert (result.generated, result.rejected_count, result.label_source) == (3, 1, "target")
