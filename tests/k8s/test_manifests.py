@@ -195,7 +195,7 @@ def test_example_secrets_pass_strict_schema() -> None:
     docs = [
         d for d in yaml.safe_load_all((K8S_DIR / "base" / "distillery-auth.example.yaml").read_text()) if d
     ]
-    assert {d["metadata"]["name"] for d in docs} == {"distillery-auth", "distillery-s3"}
+    assert {d["metadata"]["name"] for d in docs} == {"distillery-auth", "distillery-s3", "distillery-db"}
     for doc in docs:
         kv.validate(doc, MIN_K8S_VERSION, strict=True)
 
@@ -223,7 +223,9 @@ def test_services_ports_and_probes(render: Render, overlay: str) -> None:
         env = env_of(c)
         assert env["DISTILLERY_PORT"] == str(grpc_port)
         assert env["DISTILLERY_METRICS_PORT"] == str(grpc_port + 1000)
-        assert env["DISTILLERY_DB_URL"].startswith("sqlite:////var/lib/distillery/")
+        db = env["DISTILLERY_DB_URL"]  # a SQLite file on the volume, or the shared database's Secret
+        assert (db.startswith("sqlite:////var/lib/distillery/") if isinstance(db, str)
+                else db == {"secretKeyRef": {"name": "distillery-db", "key": "url"}}), svc
         assert env["DISTILLERY_AUTH_TOKEN"]["secretKeyRef"] == {
             "name": "distillery-auth",
             "key": "token",
@@ -333,10 +335,31 @@ def test_serving_autoscaling_and_disruption_budget(render: Render, overlay: str)
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
     pdb = find(objs, "PodDisruptionBudget", "distillery-serving")
     assert selects(pdb["spec"]["selector"], deploy["spec"]["template"]["metadata"]["labels"])
-    # Worker pods own SQLite operation stores: one at a time.
+    # A worker with its own SQLite operation store runs one pod at a time; on the shared
+    # PostgreSQL store (gpu overlay) replicas hand jobs over by lease, so updates roll.
     for svc in WORKERS + ("pipeline",):
         d = find(objs, "Deployment", f"distillery-{svc}")
-        assert d["spec"]["strategy"]["type"] == "Recreate", svc
+        shared = isinstance(env_of(container(d))["DISTILLERY_DB_URL"], dict)  # from the distillery-db Secret
+        assert d["spec"]["strategy"]["type"] == ("RollingUpdate" if shared else "Recreate"), svc
+
+
+def test_gpu_overlay_runs_worker_replicas_on_one_database(render: Render) -> None:
+    objs = render("gpu")
+    for svc in WORKERS + ("pipeline",):
+        env = env_of(container(find(objs, "Deployment", f"distillery-{svc}")))
+        assert env["DISTILLERY_DB_URL"] == {"secretKeyRef": {"name": "distillery-db", "key": "url"}}, svc
+    for svc in ("generator", "validator", "evaluator"):
+        deploy = find(objs, "Deployment", f"distillery-{svc}")
+        assert deploy["spec"]["replicas"] >= 2, svc
+        pdb = find(objs, "PodDisruptionBudget", f"distillery-{svc}")
+        assert pdb["spec"]["maxUnavailable"] == 1
+        assert selects(pdb["spec"]["selector"], deploy["spec"]["template"]["metadata"]["labels"]), svc
+    # Serving keeps a SQLite file per pod; the base and the cpu overlay keep SQLite everywhere.
+    assert env_of(container(find(objs, "Deployment", "distillery-serving")))["DISTILLERY_DB_URL"].startswith("sqlite:///")
+    for overlay in ("base", "cpu"):
+        for d in of_kind(render(overlay), "Deployment"):
+            assert env_of(container(d))["DISTILLERY_DB_URL"].startswith("sqlite:///"), d["metadata"]["name"]
+            assert d["spec"].get("replicas", 1) == 1 or d["metadata"]["name"] == "distillery-serving"
 
 
 # -- network policies ------------------------------------------------------------------------
@@ -462,7 +485,8 @@ def test_tensor_parallel_size_drives_generator_gpu_count(tmp_path: Path, kubectl
     for f in gpu.iterdir():
         copy.joinpath(f.name).write_text(f.read_text())
     kz = copy / "kustomization.yaml"
-    kz.write_text(kz.read_text().replace("../../base", os.path.relpath(K8S_DIR / "base", copy)))
+    kz.write_text(kz.read_text().replace("../../base", os.path.relpath(K8S_DIR / "base", copy))
+                  .replace("../../components", os.path.relpath(K8S_DIR / "components", copy)))
     cfg = copy / "config.yaml"
     text = cfg.read_text()
     assert 'DISTILLERY_VLLM_TENSOR_PARALLEL_SIZE: "1"' in text
