@@ -45,6 +45,7 @@ class ServiceProcess:
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    label: str = ""  # names the log when two replicas of one service share a home
 
     @property
     def address(self) -> str:
@@ -65,7 +66,7 @@ class ServiceProcess:
     def start(self, timeout: float = 120.0) -> ServiceProcess:
         self.home.mkdir(parents=True, exist_ok=True)
         self.starts += 1
-        self.log_path = self.home / f"{self.service}.{self.starts}.log"
+        self.log_path = self.home / f"{self.label or self.service}.{self.starts}.log"
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen([str(self.env_python), "-m", f"services.{self.service}"], cwd=str(REPO),
                                         env=self.env(), stdout=log, stderr=subprocess.STDOUT,
@@ -134,8 +135,9 @@ class ServiceProcess:
 
 
 def start_service_process(service: str, env_python: Path | str | None, home: Path, port: int | None = None,
-                          extra_env: dict[str, str] | None = None, timeout: float = 120.0) -> ServiceProcess:
+                          extra_env: dict[str, str] | None = None, timeout: float = 120.0,
+                          label: str = "") -> ServiceProcess:
     """Start ``python -m services.<service>`` with ``env_python`` (default: this interpreter)."""
     handle = ServiceProcess(service, Path(env_python or sys.executable), Path(home), port or free_port(),
-                            dict(extra_env or {}))
+                            dict(extra_env or {}), label=label)
     return handle.start(timeout)
