@@ -133,15 +133,6 @@ def task_from_proto(message: common_pb2.TaskSpec) -> TaskSpec:
     )
 
 
-def task_from_record(data: dict[str, Any]) -> TaskSpec:
-    """A TaskSpec from its proto-JSON form, as a job record persists it. Strict: a key the proto
-    does not have is an error naming it, not silently dropped."""
-    try:
-        return task_from_proto(json_format.ParseDict(data, common_pb2.TaskSpec()))
-    except json_format.ParseError as exc:
-        raise InvalidArgument(f"task: {exc}") from None
-
-
 def message_to_dict(message: Message) -> dict[str, Any]:
     """Proto → JSON-able dict with the proto field names (what operations persist)."""
     return json_format.MessageToDict(message, preserving_proto_field_name=True)

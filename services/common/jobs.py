@@ -187,7 +187,7 @@ class JobRunner:
     @property
     def shared(self) -> bool:
         """Whether other replicas may share this store (then leases decide who runs what)."""
-        return bool(getattr(self.ops, "shared", False))
+        return self.ops.shared
 
     def resume_unfinished(self) -> list[str]:
         """Reschedule the operations of this service that no one is running: on a store of its
@@ -238,11 +238,14 @@ class JobRunner:
         with self._lock:
             running = list(self._running.items())
         for name, run in running:
-            if run.lost or self.ops.renew(name, self.owner, self.lease_seconds):
-                continue
-            log.warning("lost the lease of %s to another replica: stopping this run", name)
-            run.lost = True
-            run.cancel.set()
+            if not run.lost and not self.ops.renew(name, self.owner, self.lease_seconds):
+                self._stop_lost_run(name, run)
+
+    @staticmethod
+    def _stop_lost_run(name: str, run: _Running) -> None:
+        log.warning("lost the lease of %s to another replica: stopping this run", name)
+        run.lost = True
+        run.cancel.set()
 
     def _schedule(self, record: OperationRecord, claimed: bool = False) -> None:
         if not claimed and not self.ops.claim(record.name, self.owner, self.lease_seconds, force=not self.shared):
@@ -321,9 +324,7 @@ class JobRunner:
             with self._lock:
                 run = self._running.get(name)
             if run is not None:
-                log.warning("lost the lease of %s to another replica: stopping this run", name)
-                run.lost = True
-                run.cancel.set()
+                self._stop_lost_run(name, run)
             return
         self._notify()
 

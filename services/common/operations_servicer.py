@@ -12,12 +12,12 @@ from distillery.v1 import common_pb2
 from distillery.v1 import operations_pb2 as dist_ops_pb2
 from distillery.v1 import operations_pb2_grpc as dist_ops_grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
-from google.protobuf import any_pb2, json_format, timestamp_pb2
+from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from services.common.convert import dict_to_message
-from services.common.errors import DistilleryError
+from services.common.convert import dict_to_message, message_from_record
+from services.common.errors import DistilleryError, InvalidArgument
 from services.common.jobs import JobRunner
 from services.common.operations import OperationRecord
 from services.common.server import STATUS_CODES, ServiceRegistration
@@ -38,8 +38,8 @@ def result_checker(result_types: dict[str, type[Message]]) -> Callable[[str, dic
         if kind not in result_types:
             return
         try:
-            json_format.ParseDict(result, result_types[kind]())
-        except json_format.ParseError as exc:
+            message_from_record(result, result_types[kind]())
+        except InvalidArgument as exc:
             raise ResultShapeError(f"the {kind} result does not fit {result_types[kind].DESCRIPTOR.full_name}: "
                                    f"{exc}") from None
     return check
@@ -49,8 +49,8 @@ def _result_message(record: OperationRecord, message_type: type[Message]) -> Mes
     """The stored result as its message. Results are checked when stored; one written by an
     older version with a field since removed is still served, with that field named in the log."""
     try:
-        return json_format.ParseDict(record.result, message_type())
-    except json_format.ParseError as exc:
+        return message_from_record(record.result, message_type())
+    except InvalidArgument as exc:
         log.warning("operation %s: stored result does not fit %s (%s); unknown fields dropped", record.name,
                     message_type.DESCRIPTOR.full_name, exc)
         return dict_to_message(record.result, message_type())

@@ -136,7 +136,7 @@ class DistillationRunner:
         artifact = self.inputs.get(name)
         if artifact is None:
             raise InvalidArgument(f"{name} is required (an ArtifactRef to {name}.jsonl in the store)")
-        return artifact if isinstance(artifact, Artifact) else Artifact.from_dict(artifact)
+        return artifact
 
     def _request_id(self, stage: str) -> str:
         return f"{self.ctx.record.short_id}:{stage}"
@@ -290,7 +290,7 @@ class DistillationRunner:
         artifact = self.inputs.get("seeds")
         if artifact is None:
             return []
-        path = self.ctx.store.local_path(artifact if isinstance(artifact, Artifact) else Artifact.from_dict(artifact))
+        path = self.ctx.store.local_path(artifact)
         return [item.value for item in iter_jsonl(path) if item.error is None and isinstance(item.value, dict)]
 
     def _check_label_coverage(self, rows_per_label: dict[str, dict[str, int]]) -> None:
@@ -459,9 +459,8 @@ class DistillationRunner:
         ref = self.inputs.get(name)
         if ref is None:
             return []
-        artifact = ref if isinstance(ref, Artifact) else Artifact.from_dict(ref)
         rows = []
-        for line in self.ctx.store.read_bytes(artifact).decode("utf-8").splitlines():
+        for line in self.ctx.store.read_bytes(ref).decode("utf-8").splitlines():
             row = json.loads(line) if line.strip() else None
             if isinstance(row, dict) and row.get("input"):
                 text = row["input"] if isinstance(row["input"], str) else json.dumps(row["input"])

@@ -9,7 +9,6 @@ from typing import Any
 import grpc
 from distillery.v1 import trainer_pb2, trainer_pb2_grpc
 from google.longrunning import operations_pb2
-from google.protobuf import json_format
 
 from services.common import envs
 from services.common.convert import (
@@ -66,9 +65,9 @@ def job_from_json(raw: Any, where: str) -> tuple[TrainingJob, str]:
     """A StartTrainingRequest in proto JSON (``run_job --request``) as a TrainingJob and the store
     prefix its outputs go under; a key the proto lacks is INVALID_ARGUMENT naming it."""
     try:
-        message = json_format.ParseDict(raw, trainer_pb2.StartTrainingRequest())
-    except json_format.ParseError as exc:
-        raise InvalidArgument(f"{where}: not a StartTrainingRequest: {exc}") from None
+        message = message_from_record(raw, trainer_pb2.StartTrainingRequest())
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{where}: {exc}") from None
     return training_job(message), message.output_prefix or f"trainer-jobs/{message.request_id or 'run'}"
 
 
