@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from services.common.artifacts import ArtifactStore
+from services.common.atomic import write_bytes_atomic
 from services.common.errors import InvalidArgument, LeaseLost, NotFound
 from services.common.jobs import JobRunner, OperationContext
 from services.common.operations import open_operation_store
@@ -225,7 +226,7 @@ def test_a_replica_takes_over_the_job_of_one_that_stopped_renewing(tmp_path: Pat
         done = int(progress_file.read_text()) if progress_file.exists() else 0
         while done < 3:
             done += 1
-            progress_file.write_text(str(done))
+            write_bytes_atomic(progress_file, str(done).encode())  # the other replica's thread may be reading it
             ctx.progress(done=done, total=3, force=True)
             step.wait(10)
             ctx.check_cancelled()
