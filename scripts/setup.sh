@@ -75,4 +75,16 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
          "the operations-store tests will fail: install Debian's postgresql package" >&2
   fi
 fi
+# The review page is tested in a real headless browser: Debian's chromium and its matching driver.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing chromium and chromium-driver (apt-get) for the review page's browser test"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+             --no-install-recommends chromium chromium-driver >/dev/null; }
+  else
+    echo "setup: chromium is missing and cannot be installed here (needs root and apt-get);" \
+         "the review page's browser test will fail: install Debian's chromium and chromium-driver" >&2
+  fi
+fi
 echo "setup: done"

@@ -160,6 +160,12 @@ PYTHON: dict[str, Variable[Path | None]] = {
     for name in ("core", "vllm")
 }
 
+# ----- the review page (pipeline) -----------------------------------------------------------------
+REVIEW_PORT = _declare("DISTILLERY_REVIEW_PORT", 8050, "Port of the pipeline's review page (`distillery review`); "
+                       "-1 turns it off.", _integer)
+REVIEW_URL = _declare("DISTILLERY_REVIEW_URL", "", "Base URL `distillery review` opens (a port-forward, an "
+                      "ingress); default: the pipeline's host on DISTILLERY_REVIEW_PORT.")
+
 # ----- generator ----------------------------------------------------------------------------------
 TEACHER = _declare("DISTILLERY_TEACHER", "", "Teacher used when a task names none (catalog name or path).")
 GENERATOR_WARMUP = _declare("DISTILLERY_GENERATOR_WARMUP", False, "1: start the vLLM engine at boot, "

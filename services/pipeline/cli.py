@@ -293,6 +293,30 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"\nreport files: {job.report.uri.rsplit('/', 1)[0]}/ (report.md, report.json, predictions, plots)")
 
 
+def review_url(job_id: str, security: ClientSecurity) -> str:
+    """The review page of a job: DISTILLERY_REVIEW_URL, else the pipeline's host on
+    DISTILLERY_REVIEW_PORT; HTTPS when the platform uses TLS. The token goes in the fragment,
+    which the browser keeps to itself (the page sends it as a bearer header)."""
+    base = envs.REVIEW_URL.get().rstrip("/")
+    if not base:
+        host = _address("pipeline").rsplit(":", 1)[0]
+        base = f"{'https' if security.tls else 'http'}://{host}:{envs.REVIEW_PORT.get()}"
+    return f"{base}/review/{job_id}" + (f"#token={security.token}" if security.token else "")
+
+
+def cmd_review(args: argparse.Namespace) -> None:
+    """Open a job's review page: its rows, the teacher's labels and the validator's verdicts;
+    accept or reject rows by hand, approve the test set; `distillery retune` then uses them."""
+    import webbrowser
+
+    job = _job(args.job)
+    url = review_url(job.name.rsplit("/", 1)[-1], _security())
+    print(f"review page of job {job.name.rsplit('/', 1)[-1]} ({job.task_name}, {job.state}):\n  {url}")
+    print("decisions are saved with the job; `distillery retune JOB` trains on the data as reviewed")
+    if not args.no_open:
+        webbrowser.open(url)
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     stub = serving_pb2_grpc.ServingServiceStub(_channel("serving"))
     request = serving_pb2.PredictRequest(model_name=args.model, model_version=args.version or "", inputs=args.text,
@@ -363,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="show a job's evaluation report")
     p.add_argument("job")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("review", help="open a job's data in the browser: accept or reject rows, approve the test set")
+    p.add_argument("job")
+    p.add_argument("--no-open", action="store_true", help="print the page's address only")
+    p.set_defaults(func=cmd_review)
     p = sub.add_parser("predict", help="ask the served student")
     p.add_argument("text", nargs="+")
     p.add_argument("--model", required=True)

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from services.common.artifacts import Artifact
-from services.common.errors import NotFound
+from services.common.errors import FailedPrecondition, NotFound
 from services.common.jobs import JobRunner, OperationContext
 from services.common.taskspec import TaskSpec
 from services.pipeline.orchestrator import DistillationRunner, deep_merge
+from services.pipeline.review import decisions_of
 from services.pipeline.stages import PipelineState, StateFile
 from services.pipeline.workers import Workers
 
@@ -63,6 +64,21 @@ class RetuneRequest:
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
+def job_request(runner: JobRunner, name: str, distillation_from: Callable[[dict[str, Any]], DistillationRequest],
+                retune_from: Callable[[dict[str, Any]], RetuneRequest], depth: int = 0) -> DistillationRequest:
+    """What a job distils, as one DistillationRequest: a distillation's own request; a retune's
+    source (followed through retunes of retunes) with the retune's student and settings on top."""
+    record = runner.ops.get(name)
+    if record.kind != RETUNE:
+        return distillation_from(record.request)
+    if depth > 50:
+        raise FailedPrecondition(f"job {name}: its chain of retunes is longer than 50 jobs")
+    retune = retune_from(record.request)
+    base = job_request(runner, _find_job(runner, retune.job), distillation_from, retune_from, depth + 1)
+    spec = replace(base.spec, student=retune.student) if retune.student else base.spec
+    return replace(base, spec=spec, overrides=deep_merge(base.overrides, retune.overrides))
+
+
 def make_handlers(runner: JobRunner, workers: Workers, distillation_from: Callable[[dict[str, Any]], DistillationRequest],
                   retune_from: Callable[[dict[str, Any]], RetuneRequest]) -> None:
     """Register the pipeline's two job kinds; ``*_from`` read a stored request (the servicer's converters)."""
@@ -73,14 +89,17 @@ def make_handlers(runner: JobRunner, workers: Workers, distillation_from: Callab
     def retune(ctx: OperationContext) -> dict[str, Any]:
         request = retune_from(ctx.request)
         source_name = _find_job(runner, request.job)
-        base = distillation_from(runner.ops.get(source_name).request)
+        base = job_request(runner, source_name, distillation_from, retune_from)
         spec = replace(base.spec, student=request.student) if request.student else base.spec
         overrides = deep_merge(base.overrides, request.overrides)
         # New validation settings mean the generated rows are validated again; otherwise the
         # validated rows are reused as they are.
         reuse = ("generate",) if request.overrides.get("validation") else ("generate", "validate")
-        return DistillationRunner(ctx, workers, spec, base.inputs(), overrides, retune_of=job_state(runner, source_name),
-                                  reuse=reuse).run()
+        source = job_state(runner, source_name)
+        # The source's review (decisions by hand) goes with its data; the runner freezes it.
+        review = decisions_of(runner.work_root / runner.ops.get(source_name).short_id, source)
+        return DistillationRunner(ctx, workers, spec, base.inputs(), overrides, retune_of=source, reuse=reuse,
+                                  review=review).run()
 
     runner.register(DISTILLATION, distill)
     runner.register(RETUNE, retune)

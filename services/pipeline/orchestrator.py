@@ -25,6 +25,7 @@ from services.pipeline.calls import (
     TrainingCall,
     ValidationCall,
 )
+from services.pipeline.review import ReviewDecisions, reviewed_training_rows
 from services.pipeline.serving_settings import ServingSettings
 from services.pipeline.stages import (
     FAILED,
@@ -102,7 +103,7 @@ class DistillationRunner:
 
     def __init__(self, ctx: OperationContext, workers: Workers, spec: TaskSpec, inputs: dict[str, Artifact | None],
                  overrides: dict[str, Any], retune_of: PipelineState | None = None,
-                 reuse: tuple[str, ...] = ("generate", "validate")) -> None:
+                 reuse: tuple[str, ...] = ("generate", "validate"), review: ReviewDecisions | None = None) -> None:
         self.ctx = ctx
         self.workers = workers
         self.spec = spec
@@ -120,6 +121,8 @@ class DistillationRunner:
                         raise FailedPrecondition(f"job {retune_of.name} has no finished {name} stage to reuse")
                     state.stages[STAGES.index(name)] = StageState(**{**src.__dict__, "summary": {**src.summary,
                                                                                             "reused_from": retune_of.name}})
+                if review is not None and not review.empty:  # what the source's reviewer decided, frozen now
+                    state.review = {**review.to_dict(), "source": retune_of.name}
         self.state = state
 
     # ----- helpers ----------------------------------------------------------------------------
@@ -312,16 +315,33 @@ class DistillationRunner:
     def _train(self, stage: str, data: Artifact, config: dict[str, Any], seeds: Artifact | None = None) -> None:
         call = TrainingCall(task=self.spec, train=data, student=ModelRef(self.spec.student), config=config, seeds=seeds)
         result = self._run_stage(stage, call)
+        review = self.state.stage(stage).summary.get("review")
         summary = {"steps": result.steps, "final_train_loss": result.final_train_loss,
                    "final_eval_loss": result.final_eval_loss, "seconds": result.seconds, "device": result.device,
-                   "config": config}
+                   "config": config, **({"review": review} if review else {})}
         self._finish(stage, {"adapter": result.adapter, "merged": result.merged, "metrics": result.metrics}, summary)
 
     def train(self) -> None:
         """The student learns from the accepted synthetic rows and the seeds together (the seeds
-        are the only gold labels; training.seed_share keeps their share of the updates)."""
-        self._train("train", self._artifact("validate", "accepted"), dict(self.settings.get("training", {})),
+        are the only gold labels; training.seed_share keeps their share of the updates). A retune
+        of a reviewed job trains on the rows as the reviewer left them."""
+        self._train("train", self._training_data(), dict(self.settings.get("training", {})),
                     seeds=self._input("seeds"))
+
+    def _training_data(self) -> Artifact:
+        accepted = self._artifact("validate", "accepted")
+        decisions = ReviewDecisions.from_dict(self.state.review, "review snapshot") if self.state.review else None
+        if decisions is None or not decisions.rows:
+            return accepted
+        reviewed = reviewed_training_rows(self.ctx.store, self.state, decisions)
+        artifact = self.ctx.store.put_bytes(f"jobs/{self.ctx.record.short_id}/review/accepted.jsonl",
+                                           reviewed.jsonl())
+        self.state.stage("train").summary["review"] = {
+            "source": decisions.source, "rows": len(reviewed.rows), "rejected_by_hand": reviewed.rejected_by_hand,
+            "accepted_by_hand": reviewed.accepted_by_hand, "test_approved": decisions.test_approved,
+            "data": artifact.to_dict()}
+        self._save()
+        return artifact
 
     def seed_only_config(self) -> dict[str, Any]:
         """The fair baseline's settings: the task's training section (student, LoRA shape, sequence

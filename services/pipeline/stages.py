@@ -47,6 +47,9 @@ class PipelineState:
     # "student" or "seed-only-student": which trained student the export/deploy stages use.
     deployed_student: str = ""
     deployed_note: str = ""
+    # A retune's snapshot of its source job's review decisions (services.pipeline.review), taken
+    # when the retune started: editing the source's review later does not change a running retune.
+    review: dict[str, Any] = field(default_factory=dict)
 
     def stage(self, name: str) -> StageState:
         for stage in self.stages:

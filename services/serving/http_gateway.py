@@ -10,10 +10,8 @@ task's constraint applies unless the body says ``"unconstrained": true``. Extens
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,12 +24,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from services.common.errors import DistilleryError, InvalidArgument
+from services.common.http_app import HTTP_STATUS, MAX_BODY_BYTES, BearerAuth, BodyLimit, HttpThread
 from services.serving.repository import ModelRepository
 
 log = logging.getLogger(__name__)
-MAX_BODY_BYTES = 1 << 20
-_STATUS = {"INVALID_ARGUMENT": 400, "NOT_FOUND": 404, "FAILED_PRECONDITION": 409, "RESOURCE_EXHAUSTED": 429,
-           "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403, "UNAVAILABLE": 503}
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None) -> JSONResponse:
@@ -68,78 +64,6 @@ def chat_input(task_type: str, messages: Any) -> str:
     return _content_text(users[-1].get("content"))
 
 
-class _BearerAuth:
-    """The gRPC server's bearer token (DISTILLERY_AUTH_TOKEN) guards the HTTP API too; the openai
-    client sends its api_key as exactly this header. /health stays open for probes."""
-
-    def __init__(self, app: Any, token: str | None) -> None:
-        self.app, self.token = app, token
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if self.token and scope["type"] == "http" and scope["path"] != "/health":
-            headers = dict(scope.get("headers") or [])
-            supplied = headers.get(b"authorization", b"").decode("latin-1")
-            if not hmac.compare_digest(supplied.encode(), f"Bearer {self.token}".encode()):
-                response = _error(401, "missing or invalid bearer token: send 'Authorization: Bearer <token>'",
-                                  "authentication_error", "invalid_api_key")
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-class _BodyLimit:
-    """Refuses a body over ``limit`` bytes before holding it: at once from a Content-Length header
-    that says so, else while it streams in (chunked uploads), keeping at most ``limit`` bytes. A body
-    within the limit is replayed to the app unchanged."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def _refuse(self, scope: Any, receive: Any, send: Any, size: str) -> None:
-        response = _error(413, f"request body is {size}; the limit is {self.limit} bytes", code="body_too_large")
-        await response(scope, receive, send)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError:
-                await (_error(400, "Content-Length is not an integer"))(scope, receive, send)
-                return
-            if length > self.limit:
-                await self._refuse(scope, receive, send, f"{length} bytes (Content-Length)")
-                return
-        chunks: list[bytes] = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > self.limit:
-                await self._refuse(scope, receive, send, f"over {received} bytes and still coming")
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
 class HttpGateway:
     def __init__(self, repository: ModelRepository, host: str = "127.0.0.1", port: int = 8000,
                  token: str | None = None, tls_cert: Path | None = None, tls_key: Path | None = None) -> None:
@@ -155,38 +79,20 @@ class HttpGateway:
             Route("/health", self.health, methods=["GET"]),
         ])
         # Outermost first: auth before anything is read, then the body limit.
-        self.app.add_middleware(_BodyLimit, limit=MAX_BODY_BYTES)
-        self.app.add_middleware(_BearerAuth, token=token)
-        self.server: Any = None
-        self.thread: threading.Thread | None = None
+        self.app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+        self.app.add_middleware(BearerAuth, token=token)
+        self.http: HttpThread | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> HttpGateway:
-        import uvicorn
-
-        config = uvicorn.Config(self.app, host=self.host, port=self.port, log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=5,
-                                ssl_certfile=str(self.tls_cert) if self.tls_cert else None,
-                                ssl_keyfile=str(self.tls_key) if self.tls_key else None)
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="http-gateway", daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started and self.thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not self.server.started:
-            raise OSError(f"HTTP gateway could not listen on {self.host}:{self.port}")
-        if self.port == 0:
-            self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        log.info("OpenAI-compatible %s on %s:%d", "HTTPS" if self.tls_cert else "HTTP", self.host, self.port)
+        self.http = HttpThread(self.app, self.host, self.port, "http-gateway", self.tls_cert, self.tls_key).start()
+        self.port = self.http.port
         return self
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
-        if self.thread is not None:
-            self.thread.join(timeout=10)
+        if self.http is not None:
+            self.http.stop()
 
     # ---- routes ----------------------------------------------------------------------------------
 
@@ -211,13 +117,13 @@ class HttpGateway:
             name, version = split_model(request.path_params["model"])
             runtime = self.repository.get(name, version)
         except DistilleryError as exc:
-            return _error(_STATUS.get(exc.code, 500), exc.message, code="model_not_found")
+            return _error(HTTP_STATUS.get(exc.code, 500), exc.message, code="model_not_found")
         return JSONResponse({**self._model_object(runtime.name, runtime.version), "id": request.path_params["model"]})
 
     async def chat(self, request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
-        raw = await request.body()  # at most MAX_BODY_BYTES: _BodyLimit refused anything larger
+        raw = await request.body()  # at most MAX_BODY_BYTES: BodyLimit refused anything larger
         try:
             body = json.loads(raw)
             if not isinstance(body, dict):
@@ -226,7 +132,7 @@ class HttpGateway:
         except json.JSONDecodeError as exc:
             return _error(400, f"request body is not valid JSON: {exc}")
         except DistilleryError as exc:
-            status = _STATUS.get(exc.code, 500)
+            status = HTTP_STATUS.get(exc.code, 500)
             return _error(status, exc.message, "not_found_error" if status == 404 else "invalid_request_error",
                           "model_not_found" if status == 404 else None)
         except Exception:

@@ -219,6 +219,8 @@ def test_services_ports_and_probes(render: Render, overlay: str) -> None:
         expected = {"grpc": grpc_port, "metrics": grpc_port + 1000}
         if svc == "serving":
             expected["http"] = 8000
+        if svc == "pipeline":
+            expected["review"] = 8050  # the review page (DISTILLERY_REVIEW_PORT's default)
         assert ports == expected, svc
         env = env_of(c)
         assert env["DISTILLERY_PORT"] == str(grpc_port)

@@ -13,8 +13,9 @@ of its stage and started again on the same home:
 
 The job must finish with zero lost and zero duplicated rows (counted and hashed), without
 redoing the stages it had finished; the served student then takes 32 concurrent clients for
-60 s (DISTILLERY_SOAK_SECONDS) without an error; a retune with new validation settings reuses
-the generated rows and validates them again. Last, the teacher engine's worker process alone is
+60 s (DISTILLERY_SOAK_SECONDS) without an error; one row is rejected on the review page in a real
+headless Chromium (HTTPS, the token) and the test set approved; a retune with new validation settings
+reuses the generated rows, validates them again and trains on them as reviewed (without that row). Last, the teacher engine's worker process alone is
 killed (what the OOM killer does on a full machine): the generator builds a new engine and answers
 the next call without a service restart. (The validator is not killed: it validates 40 rows
 in well under a second, there is no "middle" to kill it in.)"""
@@ -55,6 +56,7 @@ from services.common.taskspec import load_task
 from services.pipeline.cli import task_request_id, upload_task
 from services.pipeline.local_security import ensure_local_security
 from services.trainer.checkpoint import list_checkpoints
+from tests.helpers.browser import review_in_browser
 from tests.helpers.load import hammer
 from tests.helpers.services import ServiceProcess, free_port, start_service_process, vllm_python
 
@@ -82,7 +84,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory, model_cache: Path):
     ports = {name: free_port() for name in SERVICES}
     shared = {f"DISTILLERY_{name.upper()}_ADDR": f"127.0.0.1:{port}" for name, port in ports.items()}
     shared.update({"DISTILLERY_STORE_URL": (root / "store").as_uri(), "DISTILLERY_MODEL_CACHE": str(model_cache),
-                   "DISTILLERY_HTTP_PORT": str(free_port()),
+                   "DISTILLERY_HTTP_PORT": str(free_port()), "DISTILLERY_REVIEW_PORT": str(free_port()),
                    # Keep the teacher's KV cache small: CI machines have 24 GiB for everything.
                    "DISTILLERY_VLLM_KVCACHE_GIB": "1"})
     # The whole platform with mutual TLS and a bearer token on, as `distillery up --secure` runs it:
@@ -164,7 +166,7 @@ def test_plaintext_tokenless_and_certificateless_clients_are_refused(platform) -
 
 
 def test_distillation_survives_kill9_of_every_long_running_service(platform) -> None:
-    handles, store, _ = platform
+    handles, store, shared = platform
     bundle = load_task(REPO / "examples" / "news-topic")
     artifacts = upload_task(bundle, store)
     request = pipeline_pb2.StartDistillationRequest(
@@ -283,6 +285,15 @@ def test_distillation_survives_kill9_of_every_long_running_service(platform) -> 
     calls, errors = hammer(predict, clients=32, seconds=SOAK_SECONDS)
     assert errors == [] and calls >= 32, (calls, errors[:5])
 
+    # --- the review page: a row rejected in a real browser, the test set approved ------------
+    accepted_rows = [json.loads(line) for line in store.read_bytes(Artifact.from_dict(json_format.MessageToDict(
+        stages["validate"].artifacts["accepted"], preserving_proto_field_name=True))).split(b"\n")[:-1]]
+    rejected_id = accepted_rows[0]["id"]  # the first accepted row: a stricter dedup keeps the first copy
+    job_id = name.rsplit("/", 1)[-1]
+    review_in_browser(f"https://127.0.0.1:{shared['DISTILLERY_REVIEW_PORT']}/review/{job_id}"
+                      f"#token={shared['DISTILLERY_AUTH_TOKEN']}", rejected_id,
+                      trust_cert=Path(shared["DISTILLERY_TLS_CERT"]))
+
     # --- a retune with other filter settings validates the same generated rows again ---------
     retune = stub.StartRetune(pipeline_pb2.StartRetuneRequest(job=name, overrides=struct_from({
         "validation": {"label_confidence": {"enabled": False}, "near_duplicate": {"threshold": 0.6}},
@@ -293,6 +304,12 @@ def test_distillation_survives_kill9_of_every_long_running_service(platform) -> 
     assert retuned["validate"].operation and retuned["validate"].operation != stages["validate"].operation
     assert int(json_format.MessageToDict(retuned["validate"].summary)["read"]) == TARGET_ROWS
     assert retuned["train"].state == pipeline_pb2.STAGE_STATE_SUCCEEDED, retuned["train"].error
+    # ... and trains on the rows as reviewed: the row rejected in the browser is not among them.
+    review = json_format.MessageToDict(retuned["train"].summary)["review"]
+    assert review["rejected_by_hand"] == 1 and review["test_approved"] is True and review["source"] == name
+    trained_on = [json.loads(line) for line in store.read_bytes(Artifact.from_dict(review["data"])).split(b"\n")[:-1]]
+    assert rejected_id not in {row["id"] for row in trained_on}
+    assert len(trained_on) == int(json_format.MessageToDict(retuned["validate"].summary)["accepted_count"]) - 1
     retuned_report = json.loads(store.read_bytes(Artifact.from_dict(json_format.MessageToDict(
         retuned["evaluate"].artifacts["report_json"], preserving_proto_field_name=True))))
     assert [c["name"] for c in retuned_report["candidates"]] == ["student"]

@@ -111,10 +111,11 @@ def env(tmp_path: Path):
     test = store.put_bytes("inputs/test.jsonl", b'{"input": "a vote", "output": "politics"}\n')
     inputs: dict[str, Artifact | None] = {"seeds": seeds, "test": test, "context": None}
 
-    def make(workers: ScriptedWorkers, overrides: dict[str, Any] | None = None, request_id: str = "job") -> DistillationRunner:
+    def make(workers: ScriptedWorkers, overrides: dict[str, Any] | None = None, request_id: str = "job",
+             **kwargs: Any) -> DistillationRunner:
         record, _ = runner.ops.create("pipeline", "distillation", {}, request_id)
         ctx = OperationContext(record, runner, threading.Event())
-        return DistillationRunner(ctx, workers, SPEC, inputs, overrides or {})
+        return DistillationRunner(ctx, workers, SPEC, inputs, overrides or {}, **kwargs)
 
     return store, make, seeds
 
@@ -256,3 +257,44 @@ def test_baseline_off_and_no_deploy_are_skips(env) -> None:
     assert workers.stages() == ["generate", "validate", "train", "evaluate"]
     assert {runner.state.stage(s).state for s in ("train_seed_only", "export", "deploy")} == {SKIPPED}
     assert result["state"] == SUCCEEDED
+
+
+class ReviewedWorkers(ScriptedWorkers):
+    """Validation that leaves real JSONL: two accepted rows and one rejected (low confidence)."""
+
+    def run(self, stage, call, on_progress, cancelled):
+        if stage != "validate":
+            return super().run(stage, call, on_progress, cancelled)
+        self.calls.append((stage, call))
+        rows = [{"input": "match report x", "output": "sport", "id": "a1"},
+                {"input": "new phone y", "output": "tech", "id": "a2"}]
+        rejected = [{"line": 3, "reason": "low_confidence", "detail": "p 0.2 < 0.5",
+                     "example": {"input": "a vote today", "output": "politics", "id": "r1"}}]
+        prefix = call.output_prefix
+        return "op-val", ValidationOutcome(
+            accepted=self.store.put_bytes(f"{prefix}/accepted.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode()),
+            rejected=self.store.put_bytes(f"{prefix}/rejected.jsonl",
+                                          "".join(json.dumps(r) + "\n" for r in rejected).encode()),
+            report=self._art(f"{prefix}/report.json", {"labels": {}}), accepted_count=2)
+
+
+def test_a_retune_trains_on_the_reviewed_rows_and_freezes_the_review(env) -> None:
+    from services.pipeline.review import ReviewDecisions
+
+    store, make, _ = env
+    workers = ReviewedWorkers(store)
+    source = make(workers, {"serving": {"deploy": False}}, request_id="reviewed")
+    source.run()
+    decisions = ReviewDecisions(rows={"a1": "reject", "r1": "accept"}, test_approved=True)
+    retune = make(workers, {"serving": {"deploy": False}}, request_id="retune-of-reviewed", retune_of=source.state,
+                  review=decisions)
+    decisions.rows["a2"] = "reject"  # a later edit of the source's review does not reach this retune
+    retune.run()
+    train = workers.request("train")
+    trained = [json.loads(line) for line in store.read_bytes(train.train).decode().splitlines()]
+    assert [row["id"] for row in trained] == ["a2", "r1"]
+    review = retune.state.stage("train").summary["review"]
+    assert (review["rejected_by_hand"], review["accepted_by_hand"], review["test_approved"]) == (1, 1, True)
+    assert review["source"] == source.state.name and retune.state.review["rows"] == {"a1": "reject", "r1": "accept"}
+    # The seed-only baseline is not touched by the review: it trains on the seeds.
+    assert workers.request("train_seed_only").train.uri == source.inputs["seeds"].uri
