@@ -75,6 +75,9 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
          "the operations-store tests will fail: install Debian's postgresql package" >&2
   fi
 fi
+# llama.cpp's GGUF converter for the download bundle (no compiler: the quantizer and the llama.cpp
+# runtime are built on first use by `scripts/build-llama-cpp.sh env`).
+PYTHON=.venvs/core/bin/python scripts/build-llama-cpp.sh source || echo "setup: llama.cpp's converter could not be fetched; bundles will have no GGUF" >&2
 # The review page is tested in a real headless browser: Debian's chromium and its matching driver.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then

@@ -48,3 +48,19 @@ def short_name(value: str) -> str:
         if member == value and member is not Quantization.NONE:
             return member.name.lower()
     return "none"
+
+
+#: GGUF file types the export makes for llama.cpp / Ollama (StartExportRequest.gguf), as llama.cpp
+#: names them. Strings in the proto (llama.cpp adds types; an enum would lag), checked here.
+GGUF_TYPES: tuple[str, ...] = ("q8_0", "q4_k_m", "f16")
+
+
+def gguf_types(names: object) -> tuple[str, ...]:
+    """GGUF types asked for, lower-cased and de-duplicated; INVALID_ARGUMENT naming the choices."""
+    if isinstance(names, str) or not hasattr(names, "__iter__"):
+        raise InvalidArgument(f"gguf must be a list of GGUF types ({', '.join(GGUF_TYPES)}), got {names!r}")
+    kinds = tuple(str(n).lower() for n in names)  # type: ignore[union-attr]
+    for kind in kinds:
+        if kind not in GGUF_TYPES:
+            raise InvalidArgument(f"gguf {kind!r} is not a GGUF type the export makes; choose from {', '.join(GGUF_TYPES)}")
+    return tuple(dict.fromkeys(kinds))

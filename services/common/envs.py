@@ -196,6 +196,11 @@ SERVING_BATCH_WAIT_MS = _declare("DISTILLERY_SERVING_BATCH_WAIT_MS", 5.0, "How l
                                  "a batch.", _number)
 SERVING_MAX_QUEUE = _declare("DISTILLERY_SERVING_MAX_QUEUE", 256, "Requests waiting beyond this get "
                              "RESOURCE_EXHAUSTED (HTTP 429).", _integer)
+LLAMA_CPP_DIR = _declare("DISTILLERY_LLAMA_CPP_DIR", None, "llama.cpp source tree whose convert_hf_to_gguf.py "
+                         "makes the bundle's GGUF files (default: what scripts/build-llama-cpp.sh unpacks under "
+                         ".cache/llama.cpp).", _path)
+LLAMACPP_PYTHON = _declare("DISTILLERY_LLAMACPP_PYTHON", None, "Interpreter with llama-cpp-python, for Q4_K_M "
+                           "GGUFs and llama.cpp runs (default .venvs/llamacpp/bin/python).", _path)
 HTTP_PORT = _declare("DISTILLERY_HTTP_PORT", 8000, "Port of the serving HTTP gateway (OpenAI and KServe v2).",
                      _integer)
 

@@ -104,6 +104,7 @@ class ExportCall:
     model_version: str
     adapter: ModelRef | None = None  # none after full fine-tuning
     parity_inputs: Artifact | None = None  # the task's own inputs for the parity check
+    gguf: list[str] = field(default_factory=list)  # GGUF files for llama.cpp / Ollama (q8_0, q4_k_m)
     request_id: str = ""
     output_prefix: str = ""
 
@@ -237,6 +238,21 @@ class ExportOutcome:
     model_card: Artifact | None = None
     model_name: str = ""
     model_version: str = ""
+    gguf: list[GgufFile] = field(default_factory=list)
+
+
+@dataclass
+class GgufFile:
+    """A GGUF file in the bundle (its bundle-relative path), or why it could not be made."""
+
+    quantization: str
+    path: str = ""
+    size_bytes: int = 0
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"quantization": self.quantization, "path": self.path, "size_bytes": self.size_bytes,
+                "error": self.error}
 
 
 @dataclass

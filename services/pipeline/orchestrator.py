@@ -458,11 +458,13 @@ class DistillationRunner:
                           quantizations=quantizations, min_parity=self.serving.min_parity,
                           model_name=self.spec.name, model_version=self.ctx.record.short_id,
                           adapter=ModelRef(adapter["uri"], ModelFormat.PEFT_ADAPTER) if adapter else None,
-                          parity_inputs=self._parity_inputs())
+                          parity_inputs=self._parity_inputs(), gguf=list(self.serving.gguf))
         result = self._run_stage("export", call)
+        for missing in (g for g in result.gguf if g.error):
+            self._warn(f"the bundle has no {missing.quantization} GGUF: {missing.error}")
         self._finish("export", {"bundle": result.bundle, "model_card": result.model_card},
                      {"variants": [v.to_dict() for v in result.variants], "model_name": result.model_name,
-                      "model_version": result.model_version})
+                      "model_version": result.model_version, "gguf": [g.to_dict() for g in result.gguf]})
 
     def _parity_inputs(self) -> Artifact | None:
         """The task's own inputs (seeds, then test inputs; PARITY_INPUTS in all) for the export's

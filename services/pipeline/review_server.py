@@ -66,9 +66,12 @@ class ReviewHandler:
         return self.runner.work_root / self.runner.ops.get(name).short_id
 
     def jobs(self) -> list[dict[str, Any]]:
-        records = self.runner.ops.list(service="pipeline", limit=200)
-        return [{"name": r.name, "id": r.short_id, "kind": r.kind, "state": job_state(self.runner, r.name).state,
-                 "task": job_state(self.runner, r.name).task_name} for r in records]
+        jobs = []
+        for record in self.runner.ops.list(service="pipeline", limit=200):
+            state = job_state(self.runner, record.name)
+            jobs.append({"name": record.name, "id": record.short_id, "kind": record.kind, "state": state.state,
+                         "task": state.task_name})
+        return jobs
 
     def review(self, ref: str) -> dict[str, Any]:
         name = self._job(ref)

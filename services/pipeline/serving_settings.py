@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.enums import quantization
+from services.common.enums import gguf_types, quantization
 from services.common.errors import InvalidArgument
 from services.common.settings import build_settings
 
@@ -22,10 +22,14 @@ class ServingSettings:
     min_parity: float = 0.9
     # The variant to deploy when its parity check passed (else the most compressed accepted one, else fp32).
     serve: str = "int8"
+    # GGUF files in the download bundle for llama.cpp and Ollama (q8_0, q4_k_m, f16), with an Ollama
+    # Modelfile; [] for none. One whose tool is missing is reported in the model card, not fatal.
+    gguf: list[str] = field(default_factory=lambda: ["q8_0", "q4_k_m"])
 
     def validate(self) -> None:
         for name in (*self.quantizations, self.serve):
             quantization(name)  # InvalidArgument naming the unknown variant
+        self.gguf = list(gguf_types(self.gguf))
         if not 0.0 <= self.min_parity <= 1.0:
             raise InvalidArgument(f"serving.min_parity must be between 0 and 1, got {self.min_parity}")
 

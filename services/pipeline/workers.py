@@ -43,6 +43,7 @@ from services.pipeline.calls import (
     ExportOutcome,
     GenerationCall,
     GenerationOutcome,
+    GgufFile,
     LoadedModel,
     LoadModelCall,
     ModelRef,
@@ -118,7 +119,8 @@ def export_request(call: ExportCall) -> serving_pb2.StartExportRequest:
         task=task_to_proto(call.task), model=_model_ref(call.model),
         adapter=_model_ref(call.adapter) if call.adapter else None, quantizations=[serving_pb2.Quantization.Value(q) for q in call.quantizations],
         min_parity=call.min_parity, model_name=call.model_name, model_version=call.model_version,
-        parity_inputs=_artifact(call.parity_inputs), output_prefix=call.output_prefix, request_id=call.request_id)
+        parity_inputs=_artifact(call.parity_inputs), gguf=list(call.gguf), output_prefix=call.output_prefix,
+        request_id=call.request_id)
 
 
 def load_model_request(call: LoadModelCall) -> serving_pb2.LoadModelRequest:
@@ -172,7 +174,9 @@ def export_outcome(r: serving_pb2.ExportResult) -> ExportOutcome:
                                 reason=v.reason) for v in r.variants]
     return ExportOutcome(variants=variants, bundle=artifact_from_proto(r.bundle),
                          model_card=artifact_from_proto(r.model_card), model_name=r.model_name,
-                         model_version=r.model_version)
+                         model_version=r.model_version,
+                         gguf=[GgufFile(quantization=g.quantization, path=g.path, size_bytes=g.size_bytes, error=g.error)
+                               for g in r.gguf])
 
 
 def loaded_model(r: serving_pb2.LoadModelResponse) -> LoadedModel:

@@ -4,9 +4,11 @@ usage snippets for each API. Layout::
     checkpoint/   merged transformers checkpoint (safetensors)
     adapter/      LoRA adapter, when one was given
     onnx/         fp32 export (model.onnx + tokenizer); onnx-int8/, onnx-int4/ when accepted
+    gguf/         model-q8_0.gguf, model-q4_k_m.gguf (llama.cpp) and an Ollama Modelfile
     task.json     the TaskSpec (the server loads it with the model)
     MODEL_CARD.md, model_card.json
-    usage/        tritonclient_grpc.py, openai_client.py, distillery_predict.py, curl.sh
+    usage/        tritonclient_grpc.py, openai_client.py, distillery_predict.py, curl.sh; llama_cpp.py,
+                  ollama.sh when there is a GGUF
 """
 
 from __future__ import annotations

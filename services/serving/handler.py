@@ -22,6 +22,7 @@ from services.common.references import ModelReferences
 from services.common.taskspec import TaskSpec
 from services.serving import bundle as bundle_mod
 from services.serving.export import check_checkpoint, export_onnx
+from services.serving.gguf import add_to_bundle
 from services.serving.model_card import write_model_card
 from services.serving.parity import DEFAULT_INPUTS, TorchReference, check_parity
 from services.serving.quantize import quantize
@@ -47,6 +48,7 @@ class VariantResult:
 class ExportOutcome:
     bundle: Path
     variants: list[VariantResult] = field(default_factory=list)
+    gguf: list[dict[str, Any]] = field(default_factory=list)  # GgufFile.to_dict: quantization, path, size, error
 
 
 def _dir_size(path: Path) -> int:
@@ -56,11 +58,13 @@ def _dir_size(path: Path) -> int:
 def run_export(checkpoint: Path, spec: TaskSpec, work_dir: Path, quantizations: Sequence[str] = (),
                min_parity: float = DEFAULT_MIN_PARITY, model_name: str = "student", model_version: str = "1",
                parity_inputs: Sequence[tuple[str, str]] | None = None, adapter: Path | None = None,
-               progress: Callable[..., None] | None = None, link_inputs: bool = False) -> ExportOutcome:
+               progress: Callable[..., None] | None = None, link_inputs: bool = False,
+               gguf: Sequence[str] = ()) -> ExportOutcome:
     """Build the bundle in ``work_dir/bundle``. Raises FailedPrecondition when the fp32 export itself
     is below ``min_parity``; quantized variants below it are refused (left out, with the numbers).
     ``link_inputs``: hard-link the checkpoint and adapter into the bundle (sealed store artifacts
-    only) instead of copying them."""
+    only) instead of copying them. ``gguf``: GGUF files for llama.cpp / Ollama beside the ONNX
+    (services/serving/gguf.py; one that cannot be made is reported in the card, not fatal)."""
     progress = progress or (lambda **_: None)
     if not 0.0 <= min_parity <= 1.0:
         raise InvalidArgument(f"min_parity={min_parity} must be between 0 and 1")
@@ -110,15 +114,18 @@ def run_export(checkpoint: Path, spec: TaskSpec, work_dir: Path, quantizations: 
         shutil.copytree(adapter, bundle / "adapter", ignore=shutil.ignore_patterns(MANIFEST), copy_function=copy)
     bundle_mod.write_task(bundle, spec)
     bundle_mod.write_usage(bundle, model_name, inputs[0][0])
+    if gguf:
+        progress(stage="GGUF for llama.cpp / Ollama", done=done, total=steps)
+    gguf_files = [f.to_dict(bundle) for f in add_to_bundle(target, bundle, spec, list(gguf), model_name, inputs[0][0])]
     write_model_card(bundle / "MODEL_CARD.md", {
         "name": model_name, "version": model_version, "task": spec.to_dict(), "base": str(checkpoint),
-        "min_parity": min_parity, "adapter": adapter is not None,
+        "min_parity": min_parity, "adapter": adapter is not None, "gguf": gguf_files,
         "variants": [{"quantization": v.quantization, "parity": v.parity, "accepted": v.accepted,
                       "reason": v.reason, "size_bytes": v.size_bytes,
                       "dir": bundle_mod.VARIANT_DIRS[v.quantization] if v.accepted else ""} for v in variants],
     })
     progress(stage="done", done=steps, total=steps)
-    return ExportOutcome(bundle, variants)
+    return ExportOutcome(bundle, variants, gguf_files)
 
 
 def load_parity_inputs(path: Path) -> list[tuple[str, str]]:
@@ -141,6 +148,7 @@ class ExportJob:
     min_parity: float = DEFAULT_MIN_PARITY
     model_name: str = ""     # "" : export only; else also load the fp32 bundle under this name
     model_version: str = ""
+    gguf: tuple[str, ...] = ()  # GGUF files for llama.cpp / Ollama: q8_0, q4_k_m, f16
 
 
 def export_handler(repository: ModelRepository, references: ModelReferences,
@@ -163,7 +171,8 @@ def export_handler(repository: ModelRepository, references: ModelReferences,
 
         outcome = run_export(checkpoint, spec, op.work_dir, list(job.quantizations), job.min_parity, name, version,
                              parity_inputs, adapter, progress,
-                             link_inputs=op.store.holds(checkpoint) and (adapter is None or op.store.holds(adapter)))
+                             link_inputs=op.store.holds(checkpoint) and (adapter is None or op.store.holds(adapter)),
+                             gguf=job.gguf)
         key = op.output_key("bundle")
         bundle = op.store.put_dir(key, outcome.bundle, link=True)
         # The store holds the bundle now (hard links on a local store: the work copy cost no disk).
@@ -185,6 +194,6 @@ def export_handler(repository: ModelRepository, references: ModelReferences,
             local = op.store.local_path(bundle.uri, verify=False)
             repository.load(name, local, version, "none", spec, bundle.uri)
         return {"variants": variants, "bundle": bundle.to_dict(), "model_card": card.to_dict(),
-                "model_name": name, "model_version": version}
+                "model_name": name, "model_version": version, "gguf": outcome.gguf}
 
     return handle

@@ -48,12 +48,22 @@ def write_model_card(path_md: Path, card: dict[str, Any]) -> None:
             f"{parity.get('samples', 0)} | {parity.get('positions', 0)} | "
             f"{variant.get('size_bytes', 0) / 1e6:.1f} | {'yes' if variant.get('accepted') else 'no'} | "
             f"{variant.get('reason', '')} |")
+    gguf = card.get("gguf") or []
+    if gguf:
+        lines += ["", "## GGUF for llama.cpp and Ollama", "",
+                  "Made with llama.cpp's own converter and quantizer from the merged checkpoint; `gguf/Modelfile` "
+                  "carries the student's prompt and stop tokens (`ollama create NAME -f gguf/Modelfile`).", "",
+                  "| file | size (MB) | note |", "|---|---|---|"]
+        for entry in gguf:
+            lines.append(f"| {entry.get('path') or entry.get('quantization')} | "
+                         f"{entry.get('size_bytes', 0) / 1e6:.1f} | {entry.get('error') or 'ok'} |")
     lines += [
         "",
         "## Usage",
         "",
         "See `usage/` in this bundle: `tritonclient_grpc.py` (Open Inference Protocol v2), "
-        "`openai_client.py` (OpenAI-compatible HTTP), `distillery_predict.py` (typed gRPC), `curl.sh`.",
+        "`openai_client.py` (OpenAI-compatible HTTP), `distillery_predict.py` (typed gRPC), `curl.sh`"
+        + (", `llama_cpp.py` (llama-cpp-python on the GGUF), `ollama.sh`." if any(e.get("path") for e in gguf) else "."),
         "",
         "## Limitations",
         "",

@@ -20,7 +20,7 @@ from services.common.convert import (
     message_to_dict,
     task_from_proto,
 )
-from services.common.enums import short_name
+from services.common.enums import gguf_types, short_name
 from services.common.errors import InvalidArgument
 from services.common.operations_servicer import record_to_operation
 from services.common.runtime import ServiceContext
@@ -106,7 +106,9 @@ def export_job(request: serving_pb2.StartExportRequest) -> ExportJob:
                      quantizations=tuple(short_name(serving_pb2.Quantization.Name(q)) for q in request.quantizations),
                      parity_inputs=artifact_from_proto(request.parity_inputs),
                      min_parity=request.min_parity or DEFAULT_MIN_PARITY,
-                     model_name=request.model_name, model_version=request.model_version)
+                     model_name=request.model_name, model_version=request.model_version,
+                     gguf=gguf_types(request.gguf))
+
 
 
 def export_job_from_record(record: dict[str, Any]) -> ExportJob:

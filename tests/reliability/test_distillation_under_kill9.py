@@ -267,6 +267,12 @@ def test_distillation_survives_kill9_of_every_long_running_service(platform) -> 
     merged, exported = stored(deployed, "merged"), stored("export", "bundle")
     assert (exported / "checkpoint" / "model.safetensors").stat().st_ino == (merged / "model.safetensors").stat().st_ino
     assert (exported / "onnx" / "model.onnx").stat().st_nlink == 1  # the work copy was dropped
+    # The bundle carries a Q8_0 GGUF made by llama.cpp's converter across the serving kill, and an
+    # Ollama Modelfile pointing at it (Q4_K_M needs the compiled quantizer: tests/integration/test_gguf_export.py).
+    gguf = {g["quantization"]: g for g in json_format.MessageToDict(stages["export"].summary)["gguf"]}
+    assert not gguf["q8_0"]["error"] and (exported / "gguf" / "model-q8_0.gguf").read_bytes()[:4] == b"GGUF"
+    assert "{{ .Prompt }}" in (exported / "gguf" / "Modelfile").read_text()
+    assert not list((exported / "gguf").glob("*.partial"))
     assert not list((handles["serving"].home / "work" / "serving").glob("*/bundle"))
 
     # --- the served student answers, and takes 32 concurrent clients without an error -------

@@ -27,7 +27,7 @@ from google.longrunning import operations_pb2 as google_dot_longrunning_dot_oper
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64istillery/v1/serving.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\x1a#google/longrunning/operations.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xde\x02\n\x12StartExportRequest\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12(\n\x07\x61\x64\x61pter\x18\x03 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12\x32\n\rquantizations\x18\x04 \x03(\x0e\x32\x1b.distillery.v1.Quantization\x12\x12\n\nmin_parity\x18\x05 \x01(\x01\x12\x12\n\nmodel_name\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x15\n\routput_prefix\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x31\n\rparity_inputs\x18\n \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\"\x9e\x01\n\rExportVariant\x12\x31\n\x0cquantization\x18\x01 \x01(\x0e\x32\x1b.distillery.v1.Quantization\x12(\n\x04onnx\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x0e\n\x06parity\x18\x03 \x01(\x01\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xc5\x01\n\x0c\x45xportResult\x12.\n\x08variants\x18\x01 \x03(\x0b\x32\x1c.distillery.v1.ExportVariant\x12*\n\x06\x62undle\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12.\n\nmodel_card\x18\x03 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x12\n\nmodel_name\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\"\xb7\x01\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12*\n\x06\x62undle\x18\x03 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x31\n\x0cquantization\x18\x04 \x01(\x0e\x32\x1b.distillery.v1.Quantization\x12%\n\x04task\x18\x05 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\"<\n\x11LoadModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.distillery.v1.ModelInfo\"3\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x15\n\x13UnloadModelResponse\"\x13\n\x11ListModelsRequest\"\xa5\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12*\n\ttask_type\x18\x04 \x01(\x0e\x32\x17.distillery.v1.TaskType\x12\x31\n\x0cquantization\x18\x05 \x01(\x0e\x32\x1b.distillery.v1.Quantization\x12\x0b\n\x03uri\x18\x06 \x01(\t\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.distillery.v1.ModelInfo\"\xb5\x01\n\x0ePredictRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06inputs\x18\x03 \x03(\t\x12\x10\n\x08\x63ontexts\x18\x04 \x03(\t\x12\x12\n\nmax_tokens\x18\x05 \x01(\x05\x12\x15\n\runconstrained\x18\x06 \x01(\x08\x12+\n\nparameters\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xc2\x01\n\nPrediction\x12\x0e\n\x06output\x18\x01 \x01(\t\x12N\n\x13label_probabilities\x18\x02 \x03(\x0b\x32\x31.distillery.v1.Prediction.LabelProbabilitiesEntry\x12\x19\n\x11\x63ompletion_tokens\x18\x03 \x01(\x05\x1a\x39\n\x17LabelProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"l\n\x0fPredictResponse\x12.\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x19.distillery.v1.Prediction\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"u\n\x14PredictStreamRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05input\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\t\x12\x12\n\nmax_tokens\x18\x05 \x01(\x05\"8\n\x15PredictStreamResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x10\n\x08\x66inished\x18\x02 \x01(\x08*q\n\x0cQuantization\x12\x1c\n\x18QUANTIZATION_UNSPECIFIED\x10\x00\x12\x15\n\x11QUANTIZATION_NONE\x10\x01\x12\x15\n\x11QUANTIZATION_INT8\x10\x02\x12\x15\n\x11QUANTIZATION_INT4\x10\x03\x32\x82\x04\n\x0eServingService\x12O\n\x0bStartExport\x12!.distillery.v1.StartExportRequest\x1a\x1d.google.longrunning.Operation\x12N\n\tLoadModel\x12\x1f.distillery.v1.LoadModelRequest\x1a .distillery.v1.LoadModelResponse\x12T\n\x0bUnloadModel\x12!.distillery.v1.UnloadModelRequest\x1a\".distillery.v1.UnloadModelResponse\x12Q\n\nListModels\x12 .distillery.v1.ListModelsRequest\x1a!.distillery.v1.ListModelsResponse\x12H\n\x07Predict\x12\x1d.distillery.v1.PredictRequest\x1a\x1e.distillery.v1.PredictResponse\x12\\\n\rPredictStream\x12#.distillery.v1.PredictStreamRequest\x1a$.distillery.v1.PredictStreamResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64istillery/v1/serving.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\x1a#google/longrunning/operations.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xec\x02\n\x12StartExportRequest\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12(\n\x07\x61\x64\x61pter\x18\x03 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12\x32\n\rquantizations\x18\x04 \x03(\x0e\x32\x1b.distillery.v1.Quantization\x12\x12\n\nmin_parity\x18\x05 \x01(\x01\x12\x12\n\nmodel_name\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12\x15\n\routput_prefix\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x31\n\rparity_inputs\x18\n \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x0c\n\x04gguf\x18\x0b \x03(\t\"Q\n\x08GgufFile\x12\x14\n\x0cquantization\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\x9e\x01\n\rExportVariant\x12\x31\n\x0cquantization\x18\x01 \x01(\x0e\x32\x1b.distillery.v1.Quantization\x12(\n\x04onnx\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x0e\n\x06parity\x18\x03 \x01(\x01\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xec\x01\n\x0c\x45xportResult\x12.\n\x08variants\x18\x01 \x03(\x0b\x32\x1c.distillery.v1.ExportVariant\x12*\n\x06\x62undle\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12.\n\nmodel_card\x18\x03 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x12\n\nmodel_name\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12%\n\x04gguf\x18\x06 \x03(\x0b\x32\x17.distillery.v1.GgufFile\"\xb7\x01\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12*\n\x06\x62undle\x18\x03 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x31\n\x0cquantization\x18\x04 \x01(\x0e\x32\x1b.distillery.v1.Quantization\x12%\n\x04task\x18\x05 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\"<\n\x11LoadModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.distillery.v1.ModelInfo\"3\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x15\n\x13UnloadModelResponse\"\x13\n\x11ListModelsRequest\"\xa5\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12*\n\ttask_type\x18\x04 \x01(\x0e\x32\x17.distillery.v1.TaskType\x12\x31\n\x0cquantization\x18\x05 \x01(\x0e\x32\x1b.distillery.v1.Quantization\x12\x0b\n\x03uri\x18\x06 \x01(\t\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.distillery.v1.ModelInfo\"\xb5\x01\n\x0ePredictRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x0e\n\x06inputs\x18\x03 \x03(\t\x12\x10\n\x08\x63ontexts\x18\x04 \x03(\t\x12\x12\n\nmax_tokens\x18\x05 \x01(\x05\x12\x15\n\runconstrained\x18\x06 \x01(\x08\x12+\n\nparameters\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xc2\x01\n\nPrediction\x12\x0e\n\x06output\x18\x01 \x01(\t\x12N\n\x13label_probabilities\x18\x02 \x03(\x0b\x32\x31.distillery.v1.Prediction.LabelProbabilitiesEntry\x12\x19\n\x11\x63ompletion_tokens\x18\x03 \x01(\x05\x1a\x39\n\x17LabelProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"l\n\x0fPredictResponse\x12.\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x19.distillery.v1.Prediction\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"u\n\x14PredictStreamRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05input\x18\x03 \x01(\t\x12\x0f\n\x07\x63ontext\x18\x04 \x01(\t\x12\x12\n\nmax_tokens\x18\x05 \x01(\x05\"8\n\x15PredictStreamResponse\x12\r\n\x05\x64\x65lta\x18\x01 \x01(\t\x12\x10\n\x08\x66inished\x18\x02 \x01(\x08*q\n\x0cQuantization\x12\x1c\n\x18QUANTIZATION_UNSPECIFIED\x10\x00\x12\x15\n\x11QUANTIZATION_NONE\x10\x01\x12\x15\n\x11QUANTIZATION_INT8\x10\x02\x12\x15\n\x11QUANTIZATION_INT4\x10\x03\x32\x82\x04\n\x0eServingService\x12O\n\x0bStartExport\x12!.distillery.v1.StartExportRequest\x1a\x1d.google.longrunning.Operation\x12N\n\tLoadModel\x12\x1f.distillery.v1.LoadModelRequest\x1a .distillery.v1.LoadModelResponse\x12T\n\x0bUnloadModel\x12!.distillery.v1.UnloadModelRequest\x1a\".distillery.v1.UnloadModelResponse\x12Q\n\nListModels\x12 .distillery.v1.ListModelsRequest\x1a!.distillery.v1.ListModelsResponse\x12H\n\x07Predict\x12\x1d.distillery.v1.PredictRequest\x1a\x1e.distillery.v1.PredictResponse\x12\\\n\rPredictStream\x12#.distillery.v1.PredictStreamRequest\x1a$.distillery.v1.PredictStreamResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,40 +36,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_PREDICTION_LABELPROBABILITIESENTRY']._loaded_options = None
   _globals['_PREDICTION_LABELPROBABILITIESENTRY']._serialized_options = b'8\001'
-  _globals['_QUANTIZATION']._serialized_start=2100
-  _globals['_QUANTIZATION']._serialized_end=2213
+  _globals['_QUANTIZATION']._serialized_start=2236
+  _globals['_QUANTIZATION']._serialized_end=2349
   _globals['_STARTEXPORTREQUEST']._serialized_start=142
-  _globals['_STARTEXPORTREQUEST']._serialized_end=492
-  _globals['_EXPORTVARIANT']._serialized_start=495
-  _globals['_EXPORTVARIANT']._serialized_end=653
-  _globals['_EXPORTRESULT']._serialized_start=656
-  _globals['_EXPORTRESULT']._serialized_end=853
-  _globals['_LOADMODELREQUEST']._serialized_start=856
-  _globals['_LOADMODELREQUEST']._serialized_end=1039
-  _globals['_LOADMODELRESPONSE']._serialized_start=1041
-  _globals['_LOADMODELRESPONSE']._serialized_end=1101
-  _globals['_UNLOADMODELREQUEST']._serialized_start=1103
-  _globals['_UNLOADMODELREQUEST']._serialized_end=1154
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=1156
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=1177
-  _globals['_LISTMODELSREQUEST']._serialized_start=1179
-  _globals['_LISTMODELSREQUEST']._serialized_end=1198
-  _globals['_MODELINFO']._serialized_start=1201
-  _globals['_MODELINFO']._serialized_end=1366
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1368
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1430
-  _globals['_PREDICTREQUEST']._serialized_start=1433
-  _globals['_PREDICTREQUEST']._serialized_end=1614
-  _globals['_PREDICTION']._serialized_start=1617
-  _globals['_PREDICTION']._serialized_end=1811
-  _globals['_PREDICTION_LABELPROBABILITIESENTRY']._serialized_start=1754
-  _globals['_PREDICTION_LABELPROBABILITIESENTRY']._serialized_end=1811
-  _globals['_PREDICTRESPONSE']._serialized_start=1813
-  _globals['_PREDICTRESPONSE']._serialized_end=1921
-  _globals['_PREDICTSTREAMREQUEST']._serialized_start=1923
-  _globals['_PREDICTSTREAMREQUEST']._serialized_end=2040
-  _globals['_PREDICTSTREAMRESPONSE']._serialized_start=2042
-  _globals['_PREDICTSTREAMRESPONSE']._serialized_end=2098
-  _globals['_SERVINGSERVICE']._serialized_start=2216
-  _globals['_SERVINGSERVICE']._serialized_end=2730
+  _globals['_STARTEXPORTREQUEST']._serialized_end=506
+  _globals['_GGUFFILE']._serialized_start=508
+  _globals['_GGUFFILE']._serialized_end=589
+  _globals['_EXPORTVARIANT']._serialized_start=592
+  _globals['_EXPORTVARIANT']._serialized_end=750
+  _globals['_EXPORTRESULT']._serialized_start=753
+  _globals['_EXPORTRESULT']._serialized_end=989
+  _globals['_LOADMODELREQUEST']._serialized_start=992
+  _globals['_LOADMODELREQUEST']._serialized_end=1175
+  _globals['_LOADMODELRESPONSE']._serialized_start=1177
+  _globals['_LOADMODELRESPONSE']._serialized_end=1237
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1239
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1290
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1292
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=1313
+  _globals['_LISTMODELSREQUEST']._serialized_start=1315
+  _globals['_LISTMODELSREQUEST']._serialized_end=1334
+  _globals['_MODELINFO']._serialized_start=1337
+  _globals['_MODELINFO']._serialized_end=1502
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1504
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1566
+  _globals['_PREDICTREQUEST']._serialized_start=1569
+  _globals['_PREDICTREQUEST']._serialized_end=1750
+  _globals['_PREDICTION']._serialized_start=1753
+  _globals['_PREDICTION']._serialized_end=1947
+  _globals['_PREDICTION_LABELPROBABILITIESENTRY']._serialized_start=1890
+  _globals['_PREDICTION_LABELPROBABILITIESENTRY']._serialized_end=1947
+  _globals['_PREDICTRESPONSE']._serialized_start=1949
+  _globals['_PREDICTRESPONSE']._serialized_end=2057
+  _globals['_PREDICTSTREAMREQUEST']._serialized_start=2059
+  _globals['_PREDICTSTREAMREQUEST']._serialized_end=2176
+  _globals['_PREDICTSTREAMRESPONSE']._serialized_start=2178
+  _globals['_PREDICTSTREAMRESPONSE']._serialized_end=2234
+  _globals['_SERVINGSERVICE']._serialized_start=2352
+  _globals['_SERVINGSERVICE']._serialized_end=2866
 # @@protoc_insertion_point(module_scope)

@@ -22,7 +22,7 @@ QUANTIZATION_INT8: Quantization
 QUANTIZATION_INT4: Quantization
 
 class StartExportRequest(_message.Message):
-    __slots__ = ("task", "model", "adapter", "quantizations", "min_parity", "model_name", "model_version", "output_prefix", "request_id", "parity_inputs")
+    __slots__ = ("task", "model", "adapter", "quantizations", "min_parity", "model_name", "model_version", "output_prefix", "request_id", "parity_inputs", "gguf")
     TASK_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +33,7 @@ class StartExportRequest(_message.Message):
     OUTPUT_PREFIX_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PARITY_INPUTS_FIELD_NUMBER: _ClassVar[int]
+    GGUF_FIELD_NUMBER: _ClassVar[int]
     task: _common_pb2.TaskSpec
     model: _common_pb2.ModelRef
     adapter: _common_pb2.ModelRef
@@ -43,7 +44,20 @@ class StartExportRequest(_message.Message):
     output_prefix: str
     request_id: str
     parity_inputs: _common_pb2.ArtifactRef
-    def __init__(self, task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., adapter: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., quantizations: _Optional[_Iterable[_Union[Quantization, str]]] = ..., min_parity: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., output_prefix: _Optional[str] = ..., request_id: _Optional[str] = ..., parity_inputs: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
+    gguf: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., adapter: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., quantizations: _Optional[_Iterable[_Union[Quantization, str]]] = ..., min_parity: _Optional[float] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., output_prefix: _Optional[str] = ..., request_id: _Optional[str] = ..., parity_inputs: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., gguf: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GgufFile(_message.Message):
+    __slots__ = ("quantization", "path", "size_bytes", "error")
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    quantization: str
+    path: str
+    size_bytes: int
+    error: str
+    def __init__(self, quantization: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ExportVariant(_message.Message):
     __slots__ = ("quantization", "onnx", "parity", "accepted", "reason")
@@ -60,18 +74,20 @@ class ExportVariant(_message.Message):
     def __init__(self, quantization: _Optional[_Union[Quantization, str]] = ..., onnx: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., parity: _Optional[float] = ..., accepted: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ExportResult(_message.Message):
-    __slots__ = ("variants", "bundle", "model_card", "model_name", "model_version")
+    __slots__ = ("variants", "bundle", "model_card", "model_name", "model_version", "gguf")
     VARIANTS_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     MODEL_CARD_FIELD_NUMBER: _ClassVar[int]
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GGUF_FIELD_NUMBER: _ClassVar[int]
     variants: _containers.RepeatedCompositeFieldContainer[ExportVariant]
     bundle: _common_pb2.ArtifactRef
     model_card: _common_pb2.ArtifactRef
     model_name: str
     model_version: str
-    def __init__(self, variants: _Optional[_Iterable[_Union[ExportVariant, _Mapping]]] = ..., bundle: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., model_card: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+    gguf: _containers.RepeatedCompositeFieldContainer[GgufFile]
+    def __init__(self, variants: _Optional[_Iterable[_Union[ExportVariant, _Mapping]]] = ..., bundle: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., model_card: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., gguf: _Optional[_Iterable[_Union[GgufFile, _Mapping]]] = ...) -> None: ...
 
 class LoadModelRequest(_message.Message):
     __slots__ = ("name", "version", "bundle", "quantization", "task")
