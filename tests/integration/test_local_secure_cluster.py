@@ -51,3 +51,33 @@ def test_up_secure_starts_services_that_refuse_plaintext_and_tokenless_calls(tmp
         assert LocalCluster(tmp_path, base_env=base).security == cluster.security
     finally:
         cluster.down(on_event=lambda _: None)
+
+
+def test_the_pipeline_process_serves_its_review_page_with_the_platforms_tls_and_token(tmp_path: Path) -> None:
+    """The review page lives in the real pipeline process (`distillery up`), HTTPS with the local
+    CA's certificate, and wants the token like every gRPC call."""
+    import json
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    port, review = free_port(), free_port()
+    base = {**os.environ, "DISTILLERY_PIPELINE_PORT": str(port), "DISTILLERY_PIPELINE_ADDR": f"127.0.0.1:{port}",
+            "DISTILLERY_REVIEW_PORT": str(review)}
+    cluster = LocalCluster(tmp_path, base_env=base, secure=True)
+    try:
+        cluster.up(services=("pipeline",), timeout=120, on_event=lambda _: None)
+        context = ssl.create_default_context(cafile=str(cluster.security.ca))
+        url = f"https://127.0.0.1:{review}/api/jobs"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=10, context=context)
+        assert refused.value.code == 401
+        with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP to the TLS port: no answer
+            urllib.request.urlopen(f"http://127.0.0.1:{review}/api/jobs", timeout=10)
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {cluster.security.token}"})
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            assert json.loads(response.read()) == {"jobs": []}
+        with urllib.request.urlopen(f"https://127.0.0.1:{review}/review/", timeout=10, context=context) as page:
+            assert b"Distillery review" in page.read()  # the shell is open; it holds no data
+    finally:
+        cluster.down(on_event=lambda _: None)
