@@ -7,7 +7,7 @@ usage snippets for each API. Layout::
     gguf/         model-q8_0.gguf, model-q4_k_m.gguf (llama.cpp) and an Ollama Modelfile
     task.json     the TaskSpec (the server loads it with the model)
     MODEL_CARD.md, model_card.json
-    usage/        tritonclient_grpc.py, openai_client.py, distillery_predict.py, curl.sh; llama_cpp.py,
+    usage/        tritonclient_grpc.py, openai_client.py, distillery_predict.py, curl.sh; run_llama_cpp.py,
                   ollama.sh when there is a GGUF
 """
 

@@ -183,7 +183,7 @@ def write_modelfile(path: Path, gguf_name: str, template: str, system: str, stop
 
 def write_usage(bundle: Path, spec: TaskSpec, files: list[GgufFile], template: str, system: str,
                 stops: list[str], model_name: str, example_input: str, max_tokens: int = 256) -> None:
-    """usage/llama_cpp.py (llama-cpp-python, the student's exact prompt; a grammar keeps a
+    """usage/run_llama_cpp.py (llama-cpp-python, the student's exact prompt; a grammar keeps a
     classifier to its labels, as the ONNX server's label scoring does) and usage/ollama.sh."""
     made = [f for f in files if f.path is not None]
     if not made:
@@ -195,10 +195,10 @@ def write_usage(bundle: Path, spec: TaskSpec, files: list[GgufFile], template: s
     if spec.type == "classification" and spec.labels:
         grammar = "root ::= " + " | ".join(json.dumps(label) for label in spec.labels)
     prompt = template.replace(_SYSTEM, system)
-    (usage / "llama_cpp.py").write_text(f'''"""llama.cpp through llama-cpp-python (pip install llama-cpp-python): the student's GGUF,
+    (usage / "run_llama_cpp.py").write_text(f'''"""llama.cpp through llama-cpp-python (pip install llama-cpp-python): the student's GGUF,
 the prompt it was trained on, greedy decoding.
-    python usage/llama_cpp.py "some input" ...      (or one input per line on stdin)
-    GGUF=model-q8_0.gguf python usage/llama_cpp.py ...   (another file from gguf/)"""
+    python usage/run_llama_cpp.py "some input" ...      (or one input per line on stdin)
+    GGUF=model-q8_0.gguf python usage/run_llama_cpp.py ...   (another file from gguf/)"""
 import sys
 from os import environ
 from pathlib import Path

@@ -63,7 +63,7 @@ def write_model_card(path_md: Path, card: dict[str, Any]) -> None:
         "",
         "See `usage/` in this bundle: `tritonclient_grpc.py` (Open Inference Protocol v2), "
         "`openai_client.py` (OpenAI-compatible HTTP), `distillery_predict.py` (typed gRPC), `curl.sh`"
-        + (", `llama_cpp.py` (llama-cpp-python on the GGUF), `ollama.sh`." if any(e.get("path") for e in gguf) else "."),
+        + (", `run_llama_cpp.py` (llama-cpp-python on the GGUF), `ollama.sh`." if any(e.get("path") for e in gguf) else "."),
         "",
         "## Limitations",
         "",

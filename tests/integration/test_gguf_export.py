@@ -2,7 +2,7 @@
 seeds, exported by the real export path with llama.cpp's own converter (Q8_0) and quantizer
 (Q4_K_M), then run in real llama.cpp (llama-cpp-python, built from source into .venvs/llamacpp on
 first use by scripts/build-llama-cpp.sh: ~8 minutes, hence slow) through the bundle's own
-usage/llama_cpp.py. It must give the labels the ONNX student gives on the task's test inputs.
+usage/run_llama_cpp.py. It must give the labels the ONNX student gives on the task's test inputs.
 The Ollama Modelfile carries the student's prompt and stop tokens."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory, materialized, llama_cpp_p
 
 
 def _llama_cpp_labels(python: Path, bundle_dir: Path, gguf: str, texts: list[str]) -> list[str]:
-    done = subprocess.run([str(python), str(bundle_dir / "usage" / "llama_cpp.py"), *texts], capture_output=True,
+    done = subprocess.run([str(python), str(bundle_dir / "usage" / "run_llama_cpp.py"), *texts], capture_output=True,
                           text=True, timeout=1800, env={**os.environ, "GGUF": gguf})
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.splitlines()
@@ -72,7 +72,7 @@ def test_the_bundle_has_q8_and_q4_k_m_ggufs_and_a_modelfile(exported) -> None:
     assert 'PARAMETER stop "<|im_end|>"' in modelfile and "Answer with exactly one label" in modelfile
     card = json.loads((outcome.bundle / "model_card.json").read_text())
     assert {g["quantization"] for g in card["gguf"]} == {"q8_0", "q4_k_m"}
-    assert "llama_cpp.py" in (outcome.bundle / "MODEL_CARD.md").read_text()
+    assert "run_llama_cpp.py" in (outcome.bundle / "MODEL_CARD.md").read_text()
 
 
 def test_llama_cpp_gives_the_labels_of_the_onnx_student(exported, llama_cpp_python: Path) -> None:
