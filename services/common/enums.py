@@ -57,9 +57,12 @@ GGUF_TYPES: tuple[str, ...] = ("q8_0", "q4_k_m", "f16")
 
 def gguf_types(names: object) -> tuple[str, ...]:
     """GGUF types asked for, lower-cased and de-duplicated; INVALID_ARGUMENT naming the choices."""
-    if isinstance(names, str) or not hasattr(names, "__iter__"):
-        raise InvalidArgument(f"gguf must be a list of GGUF types ({', '.join(GGUF_TYPES)}), got {names!r}")
-    kinds = tuple(str(n).lower() for n in names)  # type: ignore[union-attr]
+    try:  # a list, a tuple, a protobuf repeated field
+        if isinstance(names, (str, bytes)):
+            raise TypeError
+        kinds = tuple(str(n).lower() for n in names)  # type: ignore[union-attr]
+    except TypeError:
+        raise InvalidArgument(f"gguf must be a list of GGUF types ({', '.join(GGUF_TYPES)}), got {names!r}") from None
     for kind in kinds:
         if kind not in GGUF_TYPES:
             raise InvalidArgument(f"gguf {kind!r} is not a GGUF type the export makes; choose from {', '.join(GGUF_TYPES)}")

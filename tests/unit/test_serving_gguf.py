@@ -47,6 +47,12 @@ def test_the_modelfile_is_the_students_prompt(student: Path, tmp_path: Path) -> 
 
 def test_gguf_types_are_checked() -> None:
     assert gguf_types(["Q8_0", "q4_k_m", "q8_0"]) == ("q8_0", "q4_k_m")
+    from distillery.v1 import serving_pb2
+
+    request = serving_pb2.StartExportRequest()  # a protobuf repeated field, empty and filled
+    assert gguf_types(request.gguf) == ()
+    request.gguf.extend(["q4_k_m"])
+    assert gguf_types(request.gguf) == ("q4_k_m",)
     with pytest.raises(InvalidArgument, match="'q2_k' is not a GGUF type the export makes; choose from q8_0"):
         gguf_types(["q2_k"])
     with pytest.raises(InvalidArgument, match="must be a list"):
