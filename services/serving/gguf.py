@@ -168,6 +168,12 @@ def prompt_template(checkpoint: Path, spec: TaskSpec) -> tuple[str, str, list[st
     return rendered, system_prompt(spec), stops
 
 
+def preferred(files: list[GgufFile]) -> GgufFile | None:
+    """The file Ollama and the usage script are pointed at: the smallest that was made."""
+    made = {f.quantization: f for f in files if f.path is not None}
+    return next((made[kind] for kind in MODELFILE_PREFERENCE if kind in made), None)
+
+
 def write_modelfile(path: Path, gguf_name: str, template: str, system: str, stops: list[str]) -> None:
     """An Ollama Modelfile: `ollama create <name> -f Modelfile`, then `ollama run <name> "<input>"`."""
     def quoted(text: str) -> str:
@@ -185,12 +191,11 @@ def write_usage(bundle: Path, spec: TaskSpec, files: list[GgufFile], template: s
                 stops: list[str], model_name: str, example_input: str, max_tokens: int = 256) -> None:
     """usage/run_llama_cpp.py (llama-cpp-python, the student's exact prompt; a grammar keeps a
     classifier to its labels, as the ONNX server's label scoring does) and usage/ollama.sh."""
-    made = [f for f in files if f.path is not None]
-    if not made:
+    best = preferred(files)
+    if best is None or best.path is None:
         return
     usage = bundle / "usage"
     usage.mkdir(parents=True, exist_ok=True)
-    best = next(f for kind in MODELFILE_PREFERENCE for f in made if f.quantization == kind)
     grammar = ""
     if spec.type == "classification" and spec.labels:
         grammar = "root ::= " + " | ".join(json.dumps(label) for label in spec.labels)
@@ -248,11 +253,9 @@ def add_to_bundle(checkpoint: Path, bundle: Path, spec: TaskSpec, kinds: list[st
         return []
     directory = bundle / "gguf"
     files = export_gguf(checkpoint, directory, kinds, tools)
-    made = [f for f in files if f.path is not None]
-    if made:
+    best = preferred(files)
+    if best is not None and best.path is not None:
         template, system, stops = prompt_template(checkpoint, spec)
-        best = next(f for kind in MODELFILE_PREFERENCE for f in made if f.quantization == kind)
-        assert best.path is not None
         write_modelfile(directory / "Modelfile", best.path.name, template, system, stops)
         write_usage(bundle, spec, files, template, system, stops, model_name, example_input)
     elif directory.exists() and not any(directory.iterdir()):

@@ -10,7 +10,6 @@ is in tests/reliability/test_distillation_under_kill9.py."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +42,7 @@ from services.validator.config import build_config
 from services.validator.filters.length import TokenCounter
 from services.validator.pipeline import validate
 from tests.helpers.browser import review_in_browser
+from tests.helpers.http_limits import answer_to_declared_length
 
 TOKEN = "review-secret-token"
 SPEC = TaskSpec(name="banking", type="classification",
@@ -155,15 +155,7 @@ def test_the_api_refuses_calls_without_the_token_bad_decisions_and_big_bodies(jo
     assert status == 400 and "colour" in body["error"]["message"]
     assert _call(url, raw=b"{not json")[0] == 400
     # An oversized body is refused from its Content-Length, before a byte of it is read.
-    with socket.create_connection(("127.0.0.1", job["server"].port), timeout=10) as sock:
-        sock.sendall(f"POST /api/jobs/{job['id']}/review HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
-                     "Content-Type: application/json\r\nContent-Length: 50000000\r\n\r\n".encode())
-        answer = b""
-        while b"(Content-Length)" not in answer:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+    answer = answer_to_declared_length(job["server"].port, f"/api/jobs/{job['id']}/review", TOKEN, 50000000)
     assert answer.startswith(b"HTTP/1.1 413") and b"50000000 bytes (Content-Length)" in answer
     status, body = _call(f"{job['base']}/api/jobs/..%2F..%2Fetc/review")
     assert status in (400, 404)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import urllib.error
 import urllib.request
 
@@ -14,6 +13,7 @@ import pytest
 from services.common.errors import InvalidArgument
 from services.serving.http_gateway import HttpGateway, chat_input, split_model
 from services.serving.repository import ModelRepository
+from tests.helpers.http_limits import answer_to_declared_length
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +70,7 @@ def _post_tolerating_close(gw, body, **kwargs):
 
 def test_oversized_bodies_are_refused_before_they_are_read(gateway):
     # A Content-Length over the limit is answered at once, though not one body byte was sent.
-    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
-        answer = b""
-        while b"(Content-Length)" not in answer:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            answer += chunk
+    answer = answer_to_declared_length(gateway.port, "/v1/chat/completions", "s3cret", 1000000000)
     assert answer.startswith(b"HTTP/1.1 413") and b"1000000000 bytes (Content-Length)" in answer
     # Without a length (chunked), the stream is cut off once it passes the limit.
     status, body = _post_tolerating_close(gateway, (b"y" * 65536 for _ in range(64)), encode_chunked=True)  # 4 MiB
