@@ -17,11 +17,14 @@ from services.common.settings import settings_markdown  # noqa: E402
 from services.evaluator.candidates import EvalOptions  # noqa: E402
 from services.generator.settings import ALIASES, GenerationSettings  # noqa: E402
 from services.pipeline.serving_settings import ServingSettings  # noqa: E402
+from services.pipeline.traces import TracesSettings  # noqa: E402
 from services.trainer.config import TrainingConfig  # noqa: E402
 from services.validator.config import ValidatorConfig  # noqa: E402
 
 DOC = ROOT / "docs" / "settings.md"
 SECTIONS = [
+    ("traces", TracesSettings, "How the pipeline turns a task folder's traces.jsonl into seeds and a test set "
+     "(services/pipeline/traces.py); read only when the folder has traces."),
     ("generation", GenerationSettings, "The generator (services/generator/settings.py). Also accepted: "
      + ", ".join(f"`{alias}` for `{name}`" for alias, name in ALIASES.items()) + "."),
     ("validation", ValidatorConfig, "The validator's filter chain (services/validator/config.py)."),

@@ -26,7 +26,7 @@ TASK_TYPES: tuple[str, ...] = (
 )
 TOOL_TASKS = frozenset({"tool-calling", "multi-turn-tool-calling"})
 MIN_SEEDS = 10
-SETTINGS_SECTIONS = ("generation", "validation", "training", "evaluation", "serving")
+SETTINGS_SECTIONS = ("traces", "generation", "validation", "training", "evaluation", "serving")
 DEFAULT_TEACHER = "gemma3-270m"
 DEFAULT_STUDENT = "smollm2-135m-instruct"
 _KNOWN_KEYS = {
@@ -116,6 +116,9 @@ class TaskBundle:
     seeds: list[Example]
     test: list[Example]
     context: list[str]
+    # traces.jsonl's lines (services.common.traces.Trace): production requests the pipeline
+    # curates, relabels and splits into more seeds (and the test set when test.jsonl is absent).
+    traces: list[Any] = field(default_factory=list)
 
 
 def example_id(text: str, context: str = "") -> str:
@@ -125,6 +128,15 @@ def example_id(text: str, context: str = "") -> str:
 def normalize_text(text: str) -> str:
     """Case, whitespace and punctuation folded: the key for exact-duplicate detection."""
     return re.sub(r"\s+", " ", re.sub(r"[^\w\s]", " ", text.lower())).strip()
+
+
+def topic_texts(spec: TaskSpec, seed_inputs: list[str]) -> list[str]:
+    """What the task is about, as texts to measure topicality against: the description, input
+    description, topics, each label with its description, the seed inputs."""
+    texts = [spec.description, spec.input_description, *spec.topics]
+    texts += [f"{label} {spec.label_descriptions.get(label, '')}" for label in spec.labels]
+    texts += seed_inputs
+    return [t for t in texts if t and t.strip()]
 
 
 def canonical_json(value: Any) -> str:
@@ -344,20 +356,29 @@ def parse_examples(spec: TaskSpec, path: Path, name: str | None = None) -> list[
         if spec.type == "qa-open-book" and not (isinstance(context, str) and context.strip()):
             raise TaskFolderError(file, 'field "context" is missing: open-book QA needs the passage', item.line,
                                   "context")
+        # A row's own metadata is kept (e.g. "source": "trace" on seeds the traces stage made).
+        metadata = row["metadata"] if isinstance(row.get("metadata"), dict) else {}
         examples.append(Example(input=text, output=output, context=str(context),
-                                metadata={"line": item.line}))
+                                metadata={**metadata, "line": item.line}))
     return examples
 
 
 def load_task(folder: Path, min_seeds: int = MIN_SEEDS) -> TaskBundle:
+    """A task folder, strictly parsed. With a traces.jsonl beside task.yaml, seeds.jsonl and
+    test.jsonl become optional: the pipeline turns the traces into seeds and, without a test.jsonl,
+    into the held-out test set too."""
+    from services.common.traces import TRACES_FILE, read_traces
+
     folder = Path(folder)
     if not folder.is_dir():
         raise TaskFolderError(str(folder), "is not a directory: give a task folder with task.yaml, seeds.jsonl, test.jsonl")
     spec = parse_task_yaml(folder / "task.yaml")
-    seeds = parse_examples(spec, folder / "seeds.jsonl")
-    if len(seeds) < min_seeds:
+    traces = read_traces(spec, folder / TRACES_FILE) if (folder / TRACES_FILE).exists() else []
+    has_seeds = (folder / "seeds.jsonl").exists() or not traces
+    seeds = parse_examples(spec, folder / "seeds.jsonl") if has_seeds else []
+    if has_seeds and len(seeds) < min_seeds and not traces:
         raise TaskFolderError("seeds.jsonl", f"has {len(seeds)} seed example(s); at least {min_seeds} are needed "
-                              f"so the teacher sees the task's variety (10-50 is typical)")
+                              f"so the teacher sees the task's variety (10-50 is typical), or give a traces.jsonl")
     seen: dict[str, int] = {}
     for seed in seeds:
         key = normalize_text(seed.context + " " + seed.input)
@@ -365,8 +386,9 @@ def load_task(folder: Path, min_seeds: int = MIN_SEEDS) -> TaskBundle:
             raise TaskFolderError("seeds.jsonl", f"input duplicates line {seen[key]}; each seed must be different",
                                   seed.metadata["line"], "input")
         seen[key] = seed.metadata["line"]
-    test = parse_examples(spec, folder / "test.jsonl")
-    if not test:
+    has_test = (folder / "test.jsonl").exists() or not traces
+    test = parse_examples(spec, folder / "test.jsonl") if has_test else []
+    if has_test and not test:
         raise TaskFolderError("test.jsonl", "is empty: the held-out test set needs at least one example")
     test_index = {normalize_text(ex.context + " " + ex.input): ex.metadata["line"] for ex in test}
     for seed in seeds:
@@ -376,7 +398,7 @@ def load_task(folder: Path, min_seeds: int = MIN_SEEDS) -> TaskBundle:
                                   "held-out test set would inflate the evaluation", seed.metadata["line"], "input")
     context_path = folder / "context.jsonl"
     context = read_context(context_path) if context_path.exists() else []
-    return TaskBundle(root=folder, spec=spec, seeds=seeds, test=test, context=context)
+    return TaskBundle(root=folder, spec=spec, seeds=seeds, test=test, context=context, traces=traces)
 
 
 def read_context(path: Path) -> list[str]:

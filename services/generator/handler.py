@@ -153,7 +153,10 @@ class GenerationJob:
             else:
                 check = None
                 if self.spec.type == "classification":
-                    check = measure_on_seeds(self.backend, self.spec, self.seeds, self.label_shots, self.settings,
+                    # Measured on the gold seeds: seeds the pipeline made from traces carry the
+                    # teacher's own labels, and agreeing with itself says nothing of its accuracy.
+                    gold = [s for s in self.seeds if s.metadata.get("source") != "trace"] or self.seeds
+                    check = measure_on_seeds(self.backend, self.spec, gold, self.label_shots, self.settings,
                                              self.label_budget, prior=self.prior())
                 self._choice = choose_label_source(self.spec, self.settings, check)
                 self.work_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from services.common.artifacts import Artifact
 from services.common.enums import CandidateKind, ModelFormat, Quantization
-from services.common.taskspec import TaskSpec
+from services.common.taskspec import Example, TaskSpec
 
 
 @dataclass
@@ -116,6 +116,17 @@ class LoadModelCall:
     bundle: Artifact
     quantization: Quantization
     task: TaskSpec
+
+
+@dataclass
+class LabelCall:
+    """The teacher answers task inputs (the generator's Label RPC), few-shot from ``seeds``."""
+
+    task: TaskSpec
+    inputs: list[Example]
+    seeds: Artifact | None = None
+    temperature: float = 0.0
+    random_seed: int = 0
 
 
 StageCall = GenerationCall | ValidationCall | TrainingCall | EvaluationCall | ExportCall

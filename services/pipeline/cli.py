@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc, serving_pb2, serving_pb2_grpc
+from google.protobuf import json_format
 
 from services.common import envs
 from services.common.artifacts import Artifact, ArtifactStore
@@ -24,6 +25,7 @@ from services.common.convert import artifact_to_proto, struct_from, task_to_prot
 from services.common.errors import DistilleryError
 from services.common.jsonl import dumps
 from services.common.taskspec import TASK_TYPES, TaskBundle, load_task
+from services.common.traces import TRACES_FILE
 from services.pipeline.local_security import client_env
 from services.pipeline.processes import REPO, LocalCluster
 from services.pipeline.stages import STAGES
@@ -97,7 +99,13 @@ def upload_task(bundle: TaskBundle, store: ArtifactStore) -> dict[str, Artifact]
     def jsonl(rows: list[dict[str, Any]]) -> bytes:
         return "".join(dumps(row) + "\n" for row in rows).encode()
 
-    files = {"seeds": jsonl([ex.to_dict() for ex in bundle.seeds]), "test": jsonl([ex.to_dict() for ex in bundle.test])}
+    files: dict[str, bytes] = {}
+    if bundle.seeds or not bundle.traces:
+        files["seeds"] = jsonl([ex.to_dict() for ex in bundle.seeds])
+    if bundle.test or not bundle.traces:
+        files["test"] = jsonl([ex.to_dict() for ex in bundle.test])
+    if bundle.traces:  # as the user wrote it: the pipeline's traces stage reads the file itself
+        files["traces"] = (bundle.root / TRACES_FILE).read_bytes()
     if bundle.context:
         files["context"] = jsonl([{"text": text} for text in bundle.context])
     digest = hashlib.sha256(b"".join(files.values())).hexdigest()[:16]
@@ -156,11 +164,11 @@ def cmd_status(args: argparse.Namespace) -> None:
 def _submit(bundle: TaskBundle, overrides: dict[str, Any]) -> str:
     artifacts = upload_task(bundle, _store())
     request = pipeline_pb2.StartDistillationRequest(
-        task=task_to_proto(bundle.spec), seeds=artifact_to_proto(artifacts["seeds"]),
-        test=artifact_to_proto(artifacts["test"]), overrides=struct_from(overrides),
+        task=task_to_proto(bundle.spec), overrides=struct_from(overrides),
         request_id=task_request_id(bundle, artifacts, overrides))
-    if "context" in artifacts:
-        request.context.CopyFrom(artifact_to_proto(artifacts["context"]))
+    for name in ("seeds", "test", "context", "traces"):
+        if name in artifacts:
+            getattr(request, name).CopyFrom(artifact_to_proto(artifacts[name]))
     stub = pipeline_pb2_grpc.PipelineServiceStub(_channel("pipeline"))
     operation = _rpc(lambda: stub.StartDistillation(request, timeout=30), "pipeline")
     return operation.name
@@ -236,8 +244,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     except DistilleryError as exc:
         raise CliError(str(exc)) from None
     name = _submit(bundle, _parse_overrides(args.set or []))
+    traces = f", {len(bundle.traces)} traces" if bundle.traces else ""
     print(f"job {name.rsplit('/', 1)[-1]} ({bundle.spec.name}: {bundle.spec.type}, {len(bundle.seeds)} seeds, "
-          f"{len(bundle.test)} test examples)")
+          f"{len(bundle.test)} test examples{traces})")
     if args.detach:
         return
     job = follow(name)
@@ -246,8 +255,26 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise CliError(job.message or f"job {job.state.lower()}")
 
 
+def traces_line(job: pipeline_pb2.Job) -> str:
+    """What the traces became, in one line ("" for a job without traces)."""
+    stage = next((s for s in job.stages if s.name == "traces"), None)
+    if stage is None or stage.state != pipeline_pb2.STAGE_STATE_SUCCEEDED:
+        return ""
+    summary = json_format.MessageToDict(stage.summary)
+    dropped = ", ".join(f"{int(n)} {reason}" for reason, n in summary.get("dropped_by_reason", {}).items() if n)
+    line = (f"traces: {int(summary.get('read', 0))} read -> {int(summary.get('seeds', 0))} seeds, "
+            f"{int(summary.get('test', 0))} test, {int(summary.get('unused', 0))} unused; "
+            f"dropped {int(summary.get('dropped', 0))}" + (f" ({dropped})" if dropped else ""))
+    if summary.get("with_old_answer"):
+        line += (f"; the teacher agreed with the old answer on {int(summary.get('old_answer_agrees', 0))} of "
+                 f"{int(summary['with_old_answer'])}")
+    return line
+
+
 def print_job(job: pipeline_pb2.Job) -> None:
     print(f"job {job.name.rsplit('/', 1)[-1]}: {job.state}" + (f" - {job.message}" if job.message else ""))
+    if traces_line(job):
+        print(traces_line(job))
     for warning in job.warnings:
         print(f"warning: {warning}")
     if job.served_model:
@@ -286,6 +313,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     store = _store()
     text = store.read_bytes(Artifact(job.report.uri, job.report.sha256, job.report.size)).decode()
     Console().print(Markdown(text))
+    if traces_line(job):
+        print(traces_line(job))
     for warning in job.warnings:
         print(f"warning: {warning}")
     if job.deployed_student:

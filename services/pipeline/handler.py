@@ -46,13 +46,14 @@ class DistillationRequest:
     """A distillation job, as its request asks for it (read by the servicer module)."""
 
     spec: TaskSpec
-    seeds: Artifact
-    test: Artifact
+    seeds: Artifact | None  # None only with traces: the traces stage writes the seeds
+    test: Artifact | None  # None only with traces: the traces stage holds some out as the test set
     context: Artifact | None = None
     overrides: dict[str, Any] = field(default_factory=dict)  # `--set` sections over task.yaml's
+    traces: Artifact | None = None
 
     def inputs(self) -> dict[str, Artifact | None]:
-        return {"seeds": self.seeds, "test": self.test, "context": self.context}
+        return {"seeds": self.seeds, "test": self.test, "context": self.context, "traces": self.traces}
 
 
 @dataclass
@@ -94,7 +95,7 @@ def make_handlers(runner: JobRunner, workers: Workers, distillation_from: Callab
         overrides = deep_merge(base.overrides, request.overrides)
         # New validation settings mean the generated rows are validated again; otherwise the
         # validated rows are reused as they are.
-        reuse = ("generate",) if request.overrides.get("validation") else ("generate", "validate")
+        reuse = ("traces", "generate") if request.overrides.get("validation") else ("traces", "generate", "validate")
         source = job_state(runner, source_name)
         # The source's review (decisions by hand) goes with its data; the runner freezes it.
         review = decisions_of(runner.work_root / runner.ops.get(source_name).short_id, source)

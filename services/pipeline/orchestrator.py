@@ -18,6 +18,7 @@ from services.pipeline.calls import (
     EvaluationCall,
     ExportCall,
     GenerationCall,
+    LabelCall,
     LoadModelCall,
     ModelRef,
     Progress,
@@ -38,6 +39,7 @@ from services.pipeline.stages import (
     StageState,
     StateFile,
 )
+from services.pipeline.traces import TracesSettings, curate, relabel, split
 from services.pipeline.workers import Workers
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,10 @@ DEFAULT_MIN_ROWS_PER_LABEL = 5
 CANDIDATE_NAMES = ("teacher", "student", "base-student", "seed-only-student")
 RETRY_HINT = "fix the cause, then rerun the same `distillery run` command (or `distillery retry JOB`): " \
              "finished stages are not redone"
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
 
 
 def deep_merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +109,7 @@ class DistillationRunner:
 
     def __init__(self, ctx: OperationContext, workers: Workers, spec: TaskSpec, inputs: dict[str, Artifact | None],
                  overrides: dict[str, Any], retune_of: PipelineState | None = None,
-                 reuse: tuple[str, ...] = ("generate", "validate"), review: ReviewDecisions | None = None) -> None:
+                 reuse: tuple[str, ...] = ("traces", "generate", "validate"), review: ReviewDecisions | None = None) -> None:
         self.ctx = ctx
         self.workers = workers
         self.spec = spec
@@ -117,6 +123,9 @@ class DistillationRunner:
             if retune_of is not None:  # reuse the generated (and validated) data of another job
                 for name in reuse:
                     src = retune_of.stage(name)
+                    if name == "traces" and src.state != SUCCEEDED:  # the source had no traces
+                        state.stage(name).state = SKIPPED
+                        continue
                     if src.state != SUCCEEDED:
                         raise FailedPrecondition(f"job {retune_of.name} has no finished {name} stage to reuse")
                     state.stages[STAGES.index(name)] = StageState(**{**src.__dict__, "summary": {**src.summary,
@@ -184,7 +193,8 @@ class DistillationRunner:
 
     # ----- the stages -------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        steps = [("generate", self.generate), ("validate", self.validate), ("train", self.train),
+        self._use_traces()
+        steps = [("traces", self.traces), ("generate", self.generate), ("validate", self.validate), ("train", self.train),
                  ("train_seed_only", self.train_seed_only), ("evaluate", self.evaluate), ("export", self.export),
                  ("deploy", self.deploy)]
         for name, step in steps:
@@ -239,6 +249,78 @@ class DistillationRunner:
 
         return {"job": job_to_dict(self.state)}
 
+    def _use_traces(self) -> None:
+        """After the traces stage, its seeds (the task's and the traces') and test set are the job's."""
+        stage = self.state.stage("traces")
+        if stage.state == SUCCEEDED:
+            self.inputs = {**self.inputs, **{k: Artifact.from_dict(v) for k, v in stage.artifacts.items()
+                                             if k in ("seeds", "test")}}
+
+    def traces(self) -> None:
+        """Production traces → seeds (and the test set without a test.jsonl): curated, relabelled by
+        the teacher (a committee where it disagrees with itself), split without leakage. Runs in the
+        pipeline; only the relabelling goes to the generator (its Label RPC)."""
+        import tempfile
+        from pathlib import Path
+
+        from services.common.taskspec import Example
+        from services.common.traces import read_traces
+
+        source = self.inputs.get("traces")
+        stage = self.state.stage("traces")
+        if source is None:
+            stage.state = SKIPPED
+            self._save()
+            return
+        stage.state, stage.error = RUNNING, ""
+        self.state.state = RUNNING
+        self._save()
+        settings = TracesSettings.from_section(self.settings.get("traces"))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "traces.jsonl"
+            path.write_bytes(self.ctx.store.read_bytes(source))
+            traces = read_traces(self.spec, path)
+        seeds = [Example.from_dict(r) for r in self._rows_of("seeds")]
+        test = [Example.from_dict(r) for r in self._rows_of("test")]
+        kept, report = curate(self.spec, traces, seeds, test, settings)
+        seeds_ref = self.inputs.get("seeds")
+
+        def label(rows: list[Example], temperature: float, random_seed: int) -> list[str]:
+            return self.workers.label(LabelCall(task=self.spec, inputs=rows, seeds=seeds_ref,
+                                                temperature=temperature, random_seed=random_seed))
+
+        def progress(done: int, total: int) -> None:
+            self.ctx.progress(stage="traces", done=0, total=len(STAGES), unit="stages",
+                              message=f"traces: teacher pass {done}/{total} over {len(kept)} traces",
+                              counters={"stage_index": 0.0, "stage_done": float(done), "stage_total": float(total)})
+
+        labelled = relabel(self.spec, kept, label, settings, report, progress)
+        split(self.spec, labelled, len(seeds), bool(test), settings, report)
+        prefix = self._prefix("traces")
+        artifacts = {"seeds": self.ctx.store.put_bytes(f"{prefix}/seeds.jsonl", _jsonl(
+            [s.to_dict() for s in seeds] + [s.to_dict() for s in report.seeds]))}
+        if not test:
+            artifacts["test"] = self.ctx.store.put_bytes(f"{prefix}/test.jsonl",
+                                                         _jsonl([t.to_dict() for t in report.test]))
+        artifacts["report"] = self.ctx.store.put_json(f"{prefix}/report.json",
+                                                      {**report.summary(), "dropped_rows": report.dropped})
+        summary = report.summary()
+        if not test:
+            self._warn(f"the test set is {len(report.test)} traces held out and labelled by the teacher: scores "
+                       "measure agreement with the teacher, not accuracy against human labels (give a test.jsonl "
+                       "for that)")
+        self._finish("traces", artifacts, summary)
+        self._use_traces()
+
+    def _rows_of(self, name: str) -> list[dict[str, Any]]:
+        from services.common.jsonl import iter_jsonl
+
+        artifact = self.inputs.get(name)
+        if artifact is None:
+            return []
+        path = self.ctx.store.local_path(artifact)
+        return [item.value for item in iter_jsonl(path) if item.error is None and isinstance(item.value, dict)]
+
     def generate(self) -> None:
         result = self._run_stage("generate", generation_request(self.spec, self.settings, self.inputs))
         summary: dict[str, Any] = {
@@ -288,13 +370,7 @@ class DistillationRunner:
         return {label: {"accepted": accepted.get(label, 0), "seeds": seeds.get(label, 0)} for label in self.spec.labels}
 
     def _seed_rows(self) -> list[dict[str, Any]]:
-        from services.common.jsonl import iter_jsonl
-
-        artifact = self.inputs.get("seeds")
-        if artifact is None:
-            return []
-        path = self.ctx.store.local_path(artifact)
-        return [item.value for item in iter_jsonl(path) if item.error is None and isinstance(item.value, dict)]
+        return self._rows_of("seeds")
 
     def _check_label_coverage(self, rows_per_label: dict[str, dict[str, int]]) -> None:
         """Every label needs training rows: a label the data lacks is a student that never predicts

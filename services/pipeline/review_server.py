@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from services.common.artifacts import Artifact
 from services.common.errors import DistilleryError, InvalidArgument
 from services.common.http_app import HTTP_STATUS, BearerAuth, BodyLimit, HttpThread
 from services.common.jobs import JobRunner
@@ -38,6 +39,7 @@ from services.pipeline.review import (
     review_rows,
     test_rows,
 )
+from services.pipeline.stages import PipelineState
 
 log = logging.getLogger(__name__)
 PAGE = Path(__file__).with_name("review_page.html")
@@ -73,13 +75,18 @@ class ReviewHandler:
                          "task": state.task_name})
         return jobs
 
+    def test_of(self, name: str, state: PipelineState) -> Artifact | None:
+        """The job's test set: its request's, or the one its traces stage held out."""
+        held_out = state.stage("traces").artifacts.get("test")
+        return Artifact.from_dict(held_out) if held_out else self.request_of(name).test
+
     def review(self, ref: str) -> dict[str, Any]:
         name = self._job(ref)
         state = job_state(self.runner, name)
         decisions = decisions_of(self._work_dir(name), state)
         rows = review_rows(self.runner.store, state, decisions)
         request = self.request_of(name)
-        test, test_count, test_sha = test_rows(self.runner.store, request.test)
+        test, test_count, test_sha = test_rows(self.runner.store, self.test_of(name, state))
         return {
             "job": {"name": name, "id": self.runner.ops.get(name).short_id, "state": state.state,
                     "task": request.spec.name, "type": request.spec.type, "labels": list(request.spec.labels),
@@ -109,7 +116,7 @@ class ReviewHandler:
         work_dir = self._work_dir(name)
         current = decisions_of(work_dir, state)
         known = {row.id for row in review_rows(self.runner.store, state)}
-        sha = test_rows(self.runner.store, self.request_of(name).test, limit=0)[2] if approved else ""
+        sha = test_rows(self.runner.store, self.test_of(name, state), limit=0)[2] if approved else ""
         changed = current.changed(rows, known, approved, sha)
         ReviewFile(work_dir).save(changed)
         log.info("review of %s: %d row decision(s), test set %s", name, len(changed.rows),

@@ -37,13 +37,14 @@ def distillation_request(request: pipeline_pb2.StartDistillationRequest) -> Dist
         raise InvalidArgument("task is required")
     spec = task_from_proto(request.task)
     seeds, test = artifact_from_proto(request.seeds), artifact_from_proto(request.test)
+    traces = artifact_from_proto(request.traces)
     for name, artifact in (("seeds", seeds), ("test", test)):
-        if artifact is None:
-            raise InvalidArgument(f"{name} is required (an ArtifactRef to {name}.jsonl in the store)")
-    assert seeds is not None and test is not None
+        if artifact is None and traces is None:
+            raise InvalidArgument(f"{name} is required (an ArtifactRef to {name}.jsonl in the store), "
+                                  "unless traces is given")
     overrides = struct_to_dict(request.overrides) if request.HasField("overrides") else {}
     return DistillationRequest(spec=spec, seeds=seeds, test=test, context=artifact_from_proto(request.context),
-                               overrides=overrides)
+                               overrides=overrides, traces=traces)
 
 
 def distillation_from_record(record: dict[str, Any]) -> DistillationRequest:

@@ -15,7 +15,7 @@ from typing import Any
 
 from services.common.atomic import write_json_atomic
 
-STAGES: tuple[str, ...] = ("generate", "validate", "train", "train_seed_only", "evaluate", "export", "deploy")
+STAGES: tuple[str, ...] = ("traces", "generate", "validate", "train", "train_seed_only", "evaluate", "export", "deploy")
 
 PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "SKIPPED"
 JOB_NEEDS_ATTENTION = "NEEDS_ATTENTION"
@@ -66,7 +66,9 @@ class PipelineState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PipelineState:
-        stages = [StageState(**s) for s in data.get("stages", [])]
+        stored = {s["name"]: StageState(**s) for s in data.get("stages", [])}
+        # A job written before a stage existed (the traces stage) did not need it: SKIPPED.
+        stages = [stored.get(name) or StageState(name, state=SKIPPED) for name in STAGES]
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{**{k: v for k, v in data.items() if k in known}, "stages": stages})
 

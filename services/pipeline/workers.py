@@ -44,6 +44,7 @@ from services.pipeline.calls import (
     GenerationCall,
     GenerationOutcome,
     GgufFile,
+    LabelCall,
     LoadedModel,
     LoadModelCall,
     ModelRef,
@@ -57,6 +58,7 @@ from services.pipeline.calls import (
 )
 
 ProgressFn = Callable[[Progress], None]
+LABEL_BATCH = 256  # inputs per Label call: one call stays well inside the message size limit
 CancelledFn = Callable[[], bool]
 
 
@@ -65,6 +67,8 @@ class Workers(Protocol):
             cancelled: CancelledFn) -> tuple[str, StageOutcome]: ...
 
     def load_model(self, call: LoadModelCall) -> LoadedModel: ...
+
+    def label(self, call: LabelCall) -> list[str]: ...
 
 
 # ----- typed calls → protobuf requests ----------------------------------------------------------
@@ -130,6 +134,13 @@ def load_model_request(call: LoadModelCall) -> serving_pb2.LoadModelRequest:
 
 
 # ----- protobuf results → typed outcomes --------------------------------------------------------
+def label_request(call: LabelCall, inputs: list[Any]) -> generator_pb2.LabelRequest:
+    return generator_pb2.LabelRequest(
+        task=task_to_proto(call.task), seeds=_artifact(call.seeds), temperature=call.temperature,
+        random_seed=call.random_seed,
+        examples=[common_pb2.Example(id=e.id, input=e.input, context=e.context) for e in inputs])
+
+
 def generation_outcome(r: generator_pb2.GenerationResult) -> GenerationOutcome:
     return GenerationOutcome(
         examples=artifact_from_proto(r.examples), rejected=artifact_from_proto(r.rejected), generated=r.generated,
@@ -269,6 +280,16 @@ class GrpcWorkers:
         stub = serving_pb2_grpc.ServingServiceStub(self.channel("serving"))
         message = load_model_request(call)
         return loaded_model(self._retry("serving", lambda: stub.LoadModel(message, timeout=600)))
+
+    def label(self, call: LabelCall) -> list[str]:
+        """The teacher's answer to every input, in order (LABEL_BATCH inputs per Label call)."""
+        stub = generator_pb2_grpc.GeneratorServiceStub(self.channel("generator"))
+        answers: list[str] = []
+        for start in range(0, len(call.inputs), LABEL_BATCH):
+            message = label_request(call, call.inputs[start:start + LABEL_BATCH])
+            reply = self._retry("generator", lambda message=message: stub.Label(message, timeout=1800))
+            answers += [completion.text for completion in reply.completions]
+        return answers
 
 
 __all__ = ["Workers", "GrpcWorkers"]

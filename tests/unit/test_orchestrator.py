@@ -92,6 +92,12 @@ class ScriptedWorkers:
                                            variants=[ExportedVariant(Quantization.NONE, accepted=True)])
         raise AssertionError(stage)
 
+    def label(self, call):
+        """The teacher's label for a trace: the topic word it names (``answers`` may overrule)."""
+        self.calls.append(("generator.Label", call))
+        words = {"goal": "sport", "phone": "tech", "vote": "politics"}
+        return [next((label for word, label in words.items() if word in row.input), "?") for row in call.inputs]
+
     def load_model(self, call):
         self.calls.append(("serving.LoadModel", call))
         return LoadedModel(name=call.name, version=call.version, ready=True)
@@ -112,7 +118,7 @@ def env(tmp_path: Path):
     inputs: dict[str, Artifact | None] = {"seeds": seeds, "test": test, "context": None}
 
     def make(workers: ScriptedWorkers, overrides: dict[str, Any] | None = None, request_id: str = "job",
-             **kwargs: Any) -> DistillationRunner:
+             inputs: dict[str, Artifact | None] = inputs, **kwargs: Any) -> DistillationRunner:
         record, _ = runner.ops.create("pipeline", "distillation", {}, request_id)
         ctx = OperationContext(record, runner, threading.Event())
         return DistillationRunner(ctx, workers, SPEC, inputs, overrides or {}, **kwargs)
@@ -298,3 +304,45 @@ def test_a_retune_trains_on_the_reviewed_rows_and_freezes_the_review(env) -> Non
     assert review["source"] == source.state.name and retune.state.review["rows"] == {"a1": "reject", "r1": "accept"}
     # The seed-only baseline is not touched by the review: it trains on the seeds.
     assert workers.request("train_seed_only").train.uri == source.inputs["seeds"].uri
+
+
+def test_traces_become_seeds_and_the_test_set_that_every_later_stage_uses(env) -> None:
+    store, make, seeds = env
+    teams = ["Leeds", "Arsenal", "Celtic", "Juventus", "Benfica", "Porto", "Napoli", "Everton", "Ajax", "Lyon"]
+    makers = ["Nokia", "Samsung", "Xiaomi", "Huawei", "Motorola", "Sony", "Google", "Apple", "Oppo", "Vivo"]
+    topics = ["taxes", "schools", "railways", "pensions", "fishing", "housing", "prisons", "farming", "energy",
+              "defence"]
+    texts = [f"{teams[i]} scored a goal in minute {10 + i * 7}" for i in range(10)] + \
+            [f"{makers[i]} shows a phone made of {['glass', 'steel', 'wood', 'carbon', 'clay'][i % 5]}"
+             f" for {2000 + i}" for i in range(10)] + \
+            [f"the politics of {topics[i]}: MPs vote tonight" for i in range(10)]
+    gold = ["sport"] * 10 + ["tech"] * 10 + ["politics"] * 10
+    lines = [{"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": label}]}
+             for text, label in zip(texts, gold)]
+    lines.append(lines[0])  # a duplicate
+    lines.append({"messages": [{"role": "user", "content": "a new match report of some kind"}]})  # teacher: "?"
+    traces = store.put_bytes("inputs/traces.jsonl", "".join(json.dumps(r) + "\n" for r in lines).encode())
+    workers = ScriptedWorkers(store)
+    runner = make(workers, {"traces": {"test_fraction": 0.2}},
+                  inputs={"seeds": seeds, "test": None, "context": None, "traces": traces})
+    result = runner.run()
+    assert workers.stages()[:2] == ["generator.Label", "generator.Label"]  # greedy + one sample, no disagreement
+    summary = runner.state.stage("traces").summary
+    assert summary["read"] == 32 and summary["dropped_by_reason"]["duplicate"] == 1, summary
+    assert summary["dropped_by_reason"]["teacher_invalid"] == 1, summary
+    assert (summary["test"], summary["seeds"], summary["with_old_answer"], summary["old_answer_agrees"]) == (6, 24, 30, 30), summary
+    artifacts = runner.state.stage("traces").artifacts
+    seeds_rows = store.read_bytes(Artifact.from_dict(artifacts["seeds"])).decode().splitlines()
+    assert len(seeds_rows) == len(SEEDS) + 24  # the task's own seeds first, then the traces'
+    assert json.loads(seeds_rows[-1])["metadata"]["source"] == "trace"
+    assert workers.request("generate").seeds.uri == artifacts["seeds"]["uri"]
+    assert workers.request("train_seed_only").train.uri == artifacts["seeds"]["uri"]
+    assert workers.request("evaluate").test.uri == artifacts["test"]["uri"]
+    assert any("labelled by the teacher" in w for w in result["job"]["warnings"])
+
+
+def test_a_job_without_traces_skips_the_stage(env) -> None:
+    store, make, _ = env
+    runner = make(ScriptedWorkers(store))
+    runner.run()
+    assert runner.state.stage("traces").state == SKIPPED

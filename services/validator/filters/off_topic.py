@@ -8,16 +8,9 @@ from __future__ import annotations
 
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from services.common.taskspec import TaskSpec
+from services.common.taskspec import TaskSpec, topic_texts
 from services.validator.config import OffTopicConfig
 from services.validator.row import Row
-
-
-def reference_texts(spec: TaskSpec, seed_inputs: list[str]) -> list[str]:
-    texts = [spec.description, spec.input_description, *spec.topics]
-    texts += [f"{label} {spec.label_descriptions.get(label, '')}" for label in spec.labels]
-    texts += seed_inputs
-    return [t for t in texts if t and t.strip()]
 
 
 class OffTopicFilter:
@@ -25,7 +18,7 @@ class OffTopicFilter:
 
     def __init__(self, config: OffTopicConfig, spec: TaskSpec, seed_inputs: list[str]) -> None:
         self.config = config
-        self.references = reference_texts(spec, seed_inputs)
+        self.references = topic_texts(spec, seed_inputs)
         self.matrix = None
         self.skipped = len(seed_inputs) < config.min_seeds
         if self.skipped:  # a description alone is too little text to judge topicality by

@@ -27,7 +27,7 @@ from google.longrunning import operations_pb2 as google_dot_longrunning_dot_oper
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64istillery/v1/pipeline.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\x1a#google/longrunning/operations.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x83\x02\n\x18StartDistillationRequest\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\x12)\n\x05seeds\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12(\n\x04test\x18\x03 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12+\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12*\n\toverrides\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\x8b\x01\n\x12StartRetuneRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12(\n\x07student\x18\x02 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12*\n\toverrides\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x91\x02\n\x05Stage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.distillery.v1.StageState\x12\x11\n\toperation\x18\x03 \x01(\t\x12\x36\n\tartifacts\x18\x04 \x03(\x0b\x32#.distillery.v1.Stage.ArtifactsEntry\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12(\n\x07summary\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x1aL\n\x0e\x41rtifactsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef:\x02\x38\x01\"\xf9\x01\n\x03Job\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttask_name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12$\n\x06stages\x18\x04 \x03(\x0b\x32\x14.distillery.v1.Stage\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x1d\n\x15student_teacher_ratio\x18\x06 \x01(\x01\x12*\n\x06report\x18\x07 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x14\n\x0cserved_model\x18\x08 \x01(\t\x12\x10\n\x08warnings\x18\t \x03(\t\x12\x18\n\x10\x64\x65ployed_student\x18\n \x01(\t\"5\n\x12\x44istillationResult\x12\x1f\n\x03job\x18\x01 \x01(\x0b\x32\x12.distillery.v1.Job\"\x1f\n\x0fRetryJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1d\n\rGetJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"$\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\"4\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.distillery.v1.Job*\xa7\x01\n\nStageState\x12\x1b\n\x17STAGE_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13STAGE_STATE_PENDING\x10\x01\x12\x17\n\x13STAGE_STATE_RUNNING\x10\x02\x12\x19\n\x15STAGE_STATE_SUCCEEDED\x10\x03\x12\x16\n\x12STAGE_STATE_FAILED\x10\x04\x12\x17\n\x13STAGE_STATE_SKIPPED\x10\x05\x32\x93\x03\n\x0fPipelineService\x12[\n\x11StartDistillation\x12\'.distillery.v1.StartDistillationRequest\x1a\x1d.google.longrunning.Operation\x12O\n\x0bStartRetune\x12!.distillery.v1.StartRetuneRequest\x1a\x1d.google.longrunning.Operation\x12I\n\x08RetryJob\x12\x1e.distillery.v1.RetryJobRequest\x1a\x1d.google.longrunning.Operation\x12:\n\x06GetJob\x12\x1c.distillery.v1.GetJobRequest\x1a\x12.distillery.v1.Job\x12K\n\x08ListJobs\x12\x1e.distillery.v1.ListJobsRequest\x1a\x1f.distillery.v1.ListJobsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x64istillery/v1/pipeline.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\x1a#google/longrunning/operations.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xaf\x02\n\x18StartDistillationRequest\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\x12)\n\x05seeds\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12(\n\x04test\x18\x03 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12+\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12*\n\toverrides\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12*\n\x06traces\x18\x07 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\"\x8b\x01\n\x12StartRetuneRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12(\n\x07student\x18\x02 \x01(\x0b\x32\x17.distillery.v1.ModelRef\x12*\n\toverrides\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x91\x02\n\x05Stage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x05state\x18\x02 \x01(\x0e\x32\x19.distillery.v1.StageState\x12\x11\n\toperation\x18\x03 \x01(\t\x12\x36\n\tartifacts\x18\x04 \x03(\x0b\x32#.distillery.v1.Stage.ArtifactsEntry\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12(\n\x07summary\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x1aL\n\x0e\x41rtifactsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef:\x02\x38\x01\"\xf9\x01\n\x03Job\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\ttask_name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12$\n\x06stages\x18\x04 \x03(\x0b\x32\x14.distillery.v1.Stage\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x1d\n\x15student_teacher_ratio\x18\x06 \x01(\x01\x12*\n\x06report\x18\x07 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x14\n\x0cserved_model\x18\x08 \x01(\t\x12\x10\n\x08warnings\x18\t \x03(\t\x12\x18\n\x10\x64\x65ployed_student\x18\n \x01(\t\"5\n\x12\x44istillationResult\x12\x1f\n\x03job\x18\x01 \x01(\x0b\x32\x12.distillery.v1.Job\"\x1f\n\x0fRetryJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1d\n\rGetJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"$\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\"4\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.distillery.v1.Job*\xa7\x01\n\nStageState\x12\x1b\n\x17STAGE_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13STAGE_STATE_PENDING\x10\x01\x12\x17\n\x13STAGE_STATE_RUNNING\x10\x02\x12\x19\n\x15STAGE_STATE_SUCCEEDED\x10\x03\x12\x16\n\x12STAGE_STATE_FAILED\x10\x04\x12\x17\n\x13STAGE_STATE_SKIPPED\x10\x05\x32\x93\x03\n\x0fPipelineService\x12[\n\x11StartDistillation\x12\'.distillery.v1.StartDistillationRequest\x1a\x1d.google.longrunning.Operation\x12O\n\x0bStartRetune\x12!.distillery.v1.StartRetuneRequest\x1a\x1d.google.longrunning.Operation\x12I\n\x08RetryJob\x12\x1e.distillery.v1.RetryJobRequest\x1a\x1d.google.longrunning.Operation\x12:\n\x06GetJob\x12\x1c.distillery.v1.GetJobRequest\x1a\x12.distillery.v1.Job\x12K\n\x08ListJobs\x12\x1e.distillery.v1.ListJobsRequest\x1a\x1f.distillery.v1.ListJobsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,28 +36,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STAGE_ARTIFACTSENTRY']._loaded_options = None
   _globals['_STAGE_ARTIFACTSENTRY']._serialized_options = b'8\001'
-  _globals['_STAGESTATE']._serialized_start=1286
-  _globals['_STAGESTATE']._serialized_end=1453
+  _globals['_STAGESTATE']._serialized_start=1330
+  _globals['_STAGESTATE']._serialized_end=1497
   _globals['_STARTDISTILLATIONREQUEST']._serialized_start=143
-  _globals['_STARTDISTILLATIONREQUEST']._serialized_end=402
-  _globals['_STARTRETUNEREQUEST']._serialized_start=405
-  _globals['_STARTRETUNEREQUEST']._serialized_end=544
-  _globals['_STAGE']._serialized_start=547
-  _globals['_STAGE']._serialized_end=820
-  _globals['_STAGE_ARTIFACTSENTRY']._serialized_start=744
-  _globals['_STAGE_ARTIFACTSENTRY']._serialized_end=820
-  _globals['_JOB']._serialized_start=823
-  _globals['_JOB']._serialized_end=1072
-  _globals['_DISTILLATIONRESULT']._serialized_start=1074
-  _globals['_DISTILLATIONRESULT']._serialized_end=1127
-  _globals['_RETRYJOBREQUEST']._serialized_start=1129
-  _globals['_RETRYJOBREQUEST']._serialized_end=1160
-  _globals['_GETJOBREQUEST']._serialized_start=1162
-  _globals['_GETJOBREQUEST']._serialized_end=1191
-  _globals['_LISTJOBSREQUEST']._serialized_start=1193
-  _globals['_LISTJOBSREQUEST']._serialized_end=1229
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1231
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1283
-  _globals['_PIPELINESERVICE']._serialized_start=1456
-  _globals['_PIPELINESERVICE']._serialized_end=1859
+  _globals['_STARTDISTILLATIONREQUEST']._serialized_end=446
+  _globals['_STARTRETUNEREQUEST']._serialized_start=449
+  _globals['_STARTRETUNEREQUEST']._serialized_end=588
+  _globals['_STAGE']._serialized_start=591
+  _globals['_STAGE']._serialized_end=864
+  _globals['_STAGE_ARTIFACTSENTRY']._serialized_start=788
+  _globals['_STAGE_ARTIFACTSENTRY']._serialized_end=864
+  _globals['_JOB']._serialized_start=867
+  _globals['_JOB']._serialized_end=1116
+  _globals['_DISTILLATIONRESULT']._serialized_start=1118
+  _globals['_DISTILLATIONRESULT']._serialized_end=1171
+  _globals['_RETRYJOBREQUEST']._serialized_start=1173
+  _globals['_RETRYJOBREQUEST']._serialized_end=1204
+  _globals['_GETJOBREQUEST']._serialized_start=1206
+  _globals['_GETJOBREQUEST']._serialized_end=1235
+  _globals['_LISTJOBSREQUEST']._serialized_start=1237
+  _globals['_LISTJOBSREQUEST']._serialized_end=1273
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1275
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1327
+  _globals['_PIPELINESERVICE']._serialized_start=1500
+  _globals['_PIPELINESERVICE']._serialized_end=1903
 # @@protoc_insertion_point(module_scope)

@@ -26,20 +26,22 @@ STAGE_STATE_FAILED: StageState
 STAGE_STATE_SKIPPED: StageState
 
 class StartDistillationRequest(_message.Message):
-    __slots__ = ("task", "seeds", "test", "context", "overrides", "request_id")
+    __slots__ = ("task", "seeds", "test", "context", "overrides", "request_id", "traces")
     TASK_FIELD_NUMBER: _ClassVar[int]
     SEEDS_FIELD_NUMBER: _ClassVar[int]
     TEST_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACES_FIELD_NUMBER: _ClassVar[int]
     task: _common_pb2.TaskSpec
     seeds: _common_pb2.ArtifactRef
     test: _common_pb2.ArtifactRef
     context: _common_pb2.ArtifactRef
     overrides: _struct_pb2.Struct
     request_id: str
-    def __init__(self, task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., seeds: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., test: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., context: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., overrides: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    traces: _common_pb2.ArtifactRef
+    def __init__(self, task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., seeds: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., test: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., context: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., overrides: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., request_id: _Optional[str] = ..., traces: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ...) -> None: ...
 
 class StartRetuneRequest(_message.Message):
     __slots__ = ("job", "student", "overrides", "request_id")
