@@ -15,13 +15,12 @@ from typing import Any
 
 import grpc
 from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc, serving_pb2, serving_pb2_grpc
-from google.protobuf import json_format
 
 from services.common import envs
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.client import OperationsClient, open_channel, operation_metadata
 from services.common.config import ClientSecurity, default_home
-from services.common.convert import artifact_to_proto, struct_from, task_to_proto
+from services.common.convert import artifact_to_proto, struct_from, struct_to_dict, task_to_proto
 from services.common.errors import DistilleryError
 from services.common.jsonl import dumps
 from services.common.taskspec import TASK_TYPES, TaskBundle, load_task
@@ -260,7 +259,7 @@ def traces_line(job: pipeline_pb2.Job) -> str:
     stage = next((s for s in job.stages if s.name == "traces"), None)
     if stage is None or stage.state != pipeline_pb2.STAGE_STATE_SUCCEEDED:
         return ""
-    summary = json_format.MessageToDict(stage.summary)
+    summary = struct_to_dict(stage.summary)
     dropped = ", ".join(f"{int(n)} {reason}" for reason, n in summary.get("dropped_by_reason", {}).items() if n)
     line = (f"traces: {int(summary.get('read', 0))} read -> {int(summary.get('seeds', 0))} seeds, "
             f"{int(summary.get('test', 0))} test, {int(summary.get('unused', 0))} unused; "

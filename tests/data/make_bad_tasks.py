@@ -38,7 +38,7 @@ def main() -> None:
     write("unknown_label", 'seeds.jsonl:7: output "positiv" is not one of the labels [positive, negative]',
           seeds=rows(bad_label))
     write("too_few_seeds", "seeds.jsonl: has 3 seed example(s); at least 10 are needed so the teacher sees the "
-          "task's variety (10-50 is typical)", seeds=rows(GOOD[:3]))
+          "task's variety (10-50 is typical), or give a traces.jsonl", seeds=rows(GOOD[:3]))
     dup = list(GOOD)
     dup[8] = ("i LOVED every minute of it!", "positive")
     write("duplicate_seed", "seeds.jsonl:9: input duplicates line 1; each seed must be different", seeds=rows(dup))

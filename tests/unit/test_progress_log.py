@@ -20,29 +20,29 @@ class Clock:
 def test_lines_at_transitions_and_every_interval() -> None:
     out, clock = io.StringIO(), Clock()
     lines = LineProgress(STAGES, out, interval=30.0, clock=clock)
-    lines.update("generate: starting teacher", {"stage_index": 0})
+    lines.update("generate: starting teacher", {"stage_index": 1})
     for second in range(1, 70):  # updates every second; a line only every 30 s
         clock.now = second
-        lines.update(f"generate: generating {second}/200 examples", {"stage_index": 0, "stage_done": second,
+        lines.update(f"generate: generating {second}/200 examples", {"stage_index": 1, "stage_done": second,
                                                                      "stage_total": 200, "generate.rejected": 3})
     clock.now = 71
-    lines.update("validate: 0/200", {"stage_index": 1})
+    lines.update("validate: 0/200", {"stage_index": 2})
     clock.now = 72
-    lines.update("train: epoch 1/2 4/40 steps", {"stage_index": 2, "train.loss": 1.2345})
+    lines.update("train: epoch 1/2 4/40 steps", {"stage_index": 3, "train.loss": 1.2345})
     clock.now = 120
     # The job's metadata still holds the generator's counters: they are not the train stage's.
-    lines.update("train: epoch 1/2 9/40 steps", {"stage_index": 2, "train.loss": 0.5, "generate.rejected": 3,
+    lines.update("train: epoch 1/2 9/40 steps", {"stage_index": 3, "train.loss": 0.5, "generate.rejected": 3,
                                                  "generate.tokens_per_second": 496.0})
     lines.finish("SUCCEEDED", {"train": "done", "train_seed_only": "done", "evaluate": "done", "export": "skipped"})
     text = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
-    assert text[0] == "stage 1/7 generate: started"
-    assert text[1] == "stage 1/7 generate: generate: generating 30/200 examples, rejected 3"
-    assert text[2] == "stage 1/7 generate: generate: generating 60/200 examples, rejected 3"
-    assert text[3:6] == ["stage 1/7 generate: finished", "stage 2/7 validate: started", "stage 2/7 validate: finished"]
-    assert text[6] == "stage 3/7 train: started"
-    assert text[7] == "stage 3/7 train: train: epoch 1/2 9/40 steps, loss 0.5"
-    assert text[8:] == ["stage 3/7 train: done", "stage 4/7 train_seed_only: done", "stage 5/7 evaluate: done",
-                        "stage 6/7 export: skipped", "job SUCCEEDED"]
+    assert text[0] == "stage 2/8 generate: started"
+    assert text[1] == "stage 2/8 generate: generate: generating 30/200 examples, rejected 3"
+    assert text[2] == "stage 2/8 generate: generate: generating 60/200 examples, rejected 3"
+    assert text[3:6] == ["stage 2/8 generate: finished", "stage 3/8 validate: started", "stage 3/8 validate: finished"]
+    assert text[6] == "stage 4/8 train: started"
+    assert text[7] == "stage 4/8 train: train: epoch 1/2 9/40 steps, loss 0.5"
+    assert text[8:] == ["stage 4/8 train: done", "stage 5/8 train_seed_only: done", "stage 6/8 evaluate: done",
+                        "stage 7/8 export: skipped", "job SUCCEEDED"]
 
 
 def test_stage_state_names() -> None:
