@@ -184,6 +184,11 @@ class JobRunner:
         self._schedule(record)
         return record
 
+    def busy(self) -> bool:
+        """Every slot of this replica (``max_concurrent``) runs a job."""
+        with self._lock:
+            return len(self._running) >= self._max_concurrent
+
     @property
     def shared(self) -> bool:
         """Whether other replicas may share this store (then leases decide who runs what)."""
@@ -197,6 +202,8 @@ class JobRunner:
                    else self.ops.list(service=self.service, states=frozenset({PENDING, RUNNING}), limit=10_000))
         resumed = []
         for record in records:
+            if self.shared and self.busy():
+                break  # the rest wait for a replica with a free slot
             if record.kind not in self._handlers:
                 continue
             with self._lock:
@@ -227,7 +234,7 @@ class JobRunner:
         while not self._stop_heartbeat.wait(interval):
             try:
                 self.renew_leases()
-                if len(self._running) < self._max_concurrent:
+                if not self.busy():
                     self.resume_unfinished()
             except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again
                 log.warning("lease heartbeat of %s failed", self.service, exc_info=True)
@@ -248,6 +255,13 @@ class JobRunner:
         run.cancel.set()
 
     def _schedule(self, record: OperationRecord, claimed: bool = False) -> None:
+        if not claimed and self.shared and self.busy():
+            # On a shared store the database is the work queue: a replica that is full leaves a
+            # new operation unclaimed, and the first replica with a free slot takes it on its
+            # next heartbeat (this one's included). Claiming it here would queue it behind this
+            # replica's running jobs while others idle — e.g. every shard of one generation.
+            log.info("operation %s waits for a free replica (this one runs %d)", record.name, len(self._running))
+            return
         if not claimed and not self.ops.claim(record.name, self.owner, self.lease_seconds, force=not self.shared):
             log.info("operation %s is held by another replica; it runs there", record.name)
             return
@@ -263,7 +277,7 @@ class JobRunner:
                 raise Cancelled(f"operation {name} was cancelled before it started")
             ctx = OperationContext(record, self, cancel_event)
             meta = dict(record.metadata)
-            meta.update({"state": RUNNING, "service": self.service})
+            meta.update({"state": RUNNING, "service": self.service, "replica": self.owner})
             was_started = bool(record.metadata.get("started"))
             meta["started"] = True
             if was_started:

@@ -117,8 +117,9 @@ class GenerationJob:
     """One run (or resumed run) of a generation operation."""
 
     def __init__(self, spec: TaskSpec, seeds: list[Example], context: list[str], settings: GenerationSettings,
-                 backend: Backend, work_dir: Path, teacher: str = "") -> None:
+                 backend: Backend, work_dir: Path, teacher: str = "", index_offset: int = 0) -> None:
         self.spec = spec
+        self.index_offset = index_offset  # a shard's first candidate index
         self.seeds = seeds
         self.context = context
         self.settings = settings
@@ -245,6 +246,7 @@ class GenerationJob:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         rec = recover(self.work_dir, self.seeds)
         state, generated, rejected_count, seen = rec.state, len(rec.rows), rec.rejected, rec.seen
+        state.next_index = max(state.next_index, self.index_offset)
         if generated:
             log.info("resuming generation at %d/%d rows (candidate %d)", generated, s.target, state.next_index)
         started = time.time() - state.seconds
@@ -259,12 +261,13 @@ class GenerationJob:
         with JsonlAppender(self.work_dir / EXAMPLES) as good, JsonlAppender(self.work_dir / REJECTED) as bad:
             while generated < s.target:
                 check_cancelled()
-                if state.next_index >= max_candidates(s.target):
+                tried = state.next_index - self.index_offset
+                if tried >= max_candidates(s.target):
                     # Not a failure: the seeds alone can still train a student, and the pipeline
                     # trains on them plus whatever rows there are, saying so (GenerationResult.shortfall).
                     hint = " or generation.label_source: target" if choice.source == "agreement" else ""
                     shortfall = (f"the teacher produced only {generated} usable rows of {s.target} from "
-                                 f"{state.next_index} candidates ({rejected_count} rejected; see {REJECTED}); "
+                                 f"{tried} candidates ({rejected_count} rejected; see {REJECTED}); "
                                  f"give more varied seeds, a stronger teacher{hint}")
                     log.warning("%s", shortfall)
                     break
@@ -306,6 +309,7 @@ class GenerationRequest:
     settings: GenerationSettings  # the request's fields over task.yaml's generation section
     seeds: Artifact
     context: Artifact | None = None
+    index_offset: int = 0  # a shard's first candidate index (StartGenerationRequest.index_offset)
 
 
 def run_generation(ctx: Any, request: GenerationRequest, backend_for: Callable[[TaskSpec], Backend]) -> dict[str, Any]:
@@ -315,7 +319,8 @@ def run_generation(ctx: Any, request: GenerationRequest, backend_for: Callable[[
     context = load_context(ctx.store, request.context, ctx.work_dir)
     ctx.progress(done=None, total=settings.target, stage="starting teacher", unit="examples", force=True)
     backend = backend_for(spec)
-    job = GenerationJob(spec, seeds, context, settings, backend, ctx.work_dir / "out", teacher=backend.name)
+    job = GenerationJob(spec, seeds, context, settings, backend, ctx.work_dir / "out", teacher=backend.name,
+                        index_offset=request.index_offset)
     summary = job.run(ctx.progress, ctx.check_cancelled)
     ctx.progress(stage="storing", force=True)
     examples = ctx.store.put_file(ctx.output_key(EXAMPLES), job.work_dir / EXAMPLES)

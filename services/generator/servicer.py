@@ -45,7 +45,10 @@ def generation_request(request: generator_pb2.StartGenerationRequest) -> Generat
     seeds = artifact_from_proto(request.seeds)
     if seeds is None:
         raise InvalidArgument("seeds is missing: give the ArtifactRef of seeds.jsonl")
-    return GenerationRequest(spec=spec, settings=settings, seeds=seeds, context=artifact_from_proto(request.context))
+    if request.index_offset < 0:
+        raise InvalidArgument(f"index_offset must be 0 or more, got {request.index_offset}")
+    return GenerationRequest(spec=spec, settings=settings, seeds=seeds, context=artifact_from_proto(request.context),
+                             index_offset=request.index_offset)
 
 
 def request_from_record(record: dict[str, Any]) -> GenerationRequest:

@@ -38,6 +38,10 @@ class GenerationSettings:
     top_p: float = 0.95
     # Seed of shot selection and sampling: the same seed and settings generate the same rows.
     random_seed: int = 0
+    # Generation operations the pipeline splits the rows into, one per teacher replica: replicas
+    # sharing a PostgreSQL operations store each claim one and write in parallel, and the pipeline
+    # merges them in index order. 1: one operation (the generator itself ignores this key).
+    shards: int = 1
     # Rows the teacher works on per batch; the JSONL is flushed after each batch.
     batch_size: int = 16
     # Seeds shown as examples when the teacher writes a new input.
@@ -128,6 +132,8 @@ class GenerationSettings:
             raise InvalidArgument(f"top_p must be in (0, 1], got {self.top_p}")
         if self.batch_size < 1:
             raise InvalidArgument(f"generation.batch_size must be at least 1, got {self.batch_size}")
+        if not 1 <= self.shards <= 64:
+            raise InvalidArgument(f"generation.shards must be between 1 and 64, got {self.shards}")
         if self.label_source not in LABEL_SOURCES:
             raise InvalidArgument(f"generation.label_source must be one of {', '.join(LABEL_SOURCES)}, "
                                   f"got {self.label_source!r}")

@@ -48,6 +48,7 @@ class GenerationCall:
     top_p: float
     random_seed: int
     context: Artifact | None = None
+    index_offset: int = 0  # a shard's first candidate index
     request_id: str = ""
     output_prefix: str = ""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +19,7 @@ from services.pipeline.calls import (
     EvaluationCall,
     ExportCall,
     GenerationCall,
+    GenerationOutcome,
     LabelCall,
     LoadModelCall,
     ModelRef,
@@ -322,7 +324,9 @@ class DistillationRunner:
         return [item.value for item in iter_jsonl(path) if item.error is None and isinstance(item.value, dict)]
 
     def generate(self) -> None:
-        result = self._run_stage("generate", generation_request(self.spec, self.settings, self.inputs))
+        call = generation_request(self.spec, self.settings, self.inputs)
+        shards = int(self.settings.get("generation", {}).get("shards", 1) or 1)
+        result = self._generate_sharded(call, shards) if shards > 1 else self._run_stage("generate", call)
         summary: dict[str, Any] = {
             "generated": result.generated, "rejected_count": result.rejected_count,
             "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
@@ -330,6 +334,8 @@ class DistillationRunner:
             "teacher_seed_accuracy": result.teacher_seed_accuracy, "teacher_seed_count": result.teacher_seed_count,
             "label_source": result.label_source, "label_source_reason": result.label_source_reason,
             "shortfall": result.shortfall}
+        if shards > 1:
+            summary["shards"] = shards
         if summary.get("shortfall"):
             self._warn(f"generation ended short: {summary['shortfall']}; the student trains on the rows there "
                        "are and the seeds")
@@ -337,6 +343,66 @@ class DistillationRunner:
             # The generator's reason already says what was measured and what was done: say it once.
             self._warn(f"weak teacher: {summary.get('label_source_reason') or 'rows keep the label they were generated for'}")
         self._finish("generate", {"examples": result.examples, "rejected": result.rejected}, summary)
+
+    def _generate_sharded(self, call: GenerationCall, shards: int) -> GenerationOutcome:
+        """generation.shards > 1: the rows split into that many generation operations (replicas on
+        a shared store each claim one and write in parallel), merged in shard order. Shard k's
+        candidates start at k × max_candidates(target), so shards never share a candidate index
+        and the merged rows are in global index order. Each shard has its own request_id: a
+        pipeline restarted mid-stage gets the same operations back, and a finished shard is not
+        redone."""
+        from concurrent.futures import ThreadPoolExecutor
+        from threading import Lock
+
+        stage = self.state.stage("generate")
+        stage.state, stage.error = RUNNING, ""
+        self.state.state = RUNNING
+        self._save()
+        base, extra = divmod(call.target_count, shards)
+        targets = [base + (1 if k < extra else 0) for k in range(shards)]
+        step = 10 * call.target_count + 100  # the generator's candidate bound for the whole target
+        calls = [replace(call, target_count=target, index_offset=k * step,
+                         request_id=f"{self._request_id('generate')}:shard-{k}",
+                         output_prefix=f"{self._prefix('generate')}/shard-{k}")
+                 for k, target in enumerate(targets) if target > 0]
+        done = [0] * len(calls)
+        lock = Lock()
+
+        def on_progress(k: int) -> Callable[[Progress], None]:
+            def report(meta: Progress) -> None:
+                with lock:
+                    done[k] = meta.done
+                    total = sum(done)
+                self.ctx.progress(stage="generate", done=STAGES.index("generate"), total=len(STAGES), unit="stages",
+                                  message=f"generate: {len(calls)} shards {total}/{call.target_count} examples",
+                                  counters={"stage_index": float(STAGES.index("generate")),
+                                            "stage_done": float(total), "stage_total": float(call.target_count)})
+            return report
+
+        with ThreadPoolExecutor(max_workers=len(calls), thread_name_prefix="generate-shard") as pool:
+            futures = [pool.submit(self.workers.run, "generate", c, on_progress(k), self.ctx.cancelled)
+                       for k, c in enumerate(calls)]
+            outcomes = [future.result() for future in futures]
+        stage.operation = ",".join(name for name, _ in outcomes)
+        results = [outcome for _, outcome in outcomes]
+        prefix = self._prefix("generate")
+        merged = {name: self.ctx.store.put_bytes(f"{prefix}/{name}.jsonl", b"".join(
+            self.ctx.store.read_bytes(getattr(r, name)) for r in results if getattr(r, name) is not None))
+            for name in ("examples", "rejected")}
+        sources = {r.label_source for r in results}
+        if len(sources) > 1:
+            self._warn(f"the generation shards chose different label sources ({', '.join(sorted(sources))}): each "
+                       "shard's rows follow its own choice (see each row's metadata.label_source)")
+        first = results[0]
+        return GenerationOutcome(
+            examples=merged["examples"], rejected=merged["rejected"], generated=sum(r.generated for r in results),
+            rejected_count=sum(r.rejected_count for r in results), prompt_tokens=sum(r.prompt_tokens for r in results),
+            completion_tokens=sum(r.completion_tokens for r in results),
+            estimated_cost_usd=sum(r.estimated_cost_usd for r in results), seconds=max(r.seconds for r in results),
+            teacher=first.teacher, teacher_seed_accuracy=first.teacher_seed_accuracy,
+            teacher_seed_count=first.teacher_seed_count, label_source=first.label_source,
+            label_source_reason=first.label_source_reason,
+            shortfall="; ".join(f"shard {k}: {r.shortfall}" for k, r in enumerate(results) if r.shortfall))
 
     def validate(self) -> None:
         call = ValidationCall(task=self.spec, examples=self._artifact("generate", "examples"),

@@ -94,7 +94,8 @@ def generation_request(call: GenerationCall) -> generator_pb2.StartGenerationReq
     return generator_pb2.StartGenerationRequest(
         task=task_to_proto(call.task), seeds=_artifact(call.seeds), context=_artifact(call.context),
         target_count=call.target_count, temperature=call.temperature, top_p=call.top_p,
-        random_seed=call.random_seed, output_prefix=call.output_prefix, request_id=call.request_id)
+        random_seed=call.random_seed, output_prefix=call.output_prefix, request_id=call.request_id,
+        index_offset=call.index_offset)
 
 
 def validation_request(call: ValidationCall) -> validator_pb2.StartValidationRequest:

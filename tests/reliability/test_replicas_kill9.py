@@ -19,7 +19,14 @@ from pathlib import Path
 
 import grpc
 import pytest
-from distillery.v1 import generator_pb2, generator_pb2_grpc, trainer_pb2, trainer_pb2_grpc
+from distillery.v1 import (
+    generator_pb2,
+    generator_pb2_grpc,
+    pipeline_pb2,
+    pipeline_pb2_grpc,
+    trainer_pb2,
+    trainer_pb2_grpc,
+)
 from google.longrunning import operations_pb2
 
 from services.common.artifacts import Artifact, ArtifactStore
@@ -115,6 +122,54 @@ def test_a_generation_survives_the_kill9_of_its_replica(shared_home) -> None:
     finally:
         for handle in (a, b):
             handle.stop()
+
+
+def test_a_sharded_generation_runs_on_both_replicas_and_merges_every_row_once(shared_home) -> None:
+    """generation.shards = 2 through the real pipeline, which talks to replica a only (one gRPC
+    connection, as behind a Kubernetes Service): a takes one shard, and the other waits unclaimed in
+    the database until b, idle, claims it; the pipeline merges both in index order."""
+    if not vllm_python().exists():
+        pytest.skip(f"the vLLM environment ({vllm_python()}) is not built; run `make setup`")
+    home, env = shared_home
+    bundle = load_task(REPO / "examples" / "news-topic")
+    store = ArtifactStore(env["DISTILLERY_STORE_URL"])
+    seeds = store.put_bytes("inputs/seeds.jsonl", "".join(
+        json.dumps({"input": s.input, "output": s.output}) + "\n" for s in bundle.seeds).encode())
+    test = store.put_bytes("inputs/test.jsonl", "".join(
+        json.dumps({"input": s.input, "output": s.output}) + "\n" for s in bundle.test[:5]).encode())
+    a, b = _replicas("generator", vllm_python(), home, env)
+    pipeline = None
+    try:
+        pipeline = start_service_process("pipeline", None, home / "pipeline", port=free_port(), timeout=300,
+                                         extra_env={**env, "DISTILLERY_GENERATOR_ADDR": a.address,
+                                                    "DISTILLERY_DB_URL": "", "DISTILLERY_REVIEW_PORT": str(free_port())})
+        stub = pipeline_pb2_grpc.PipelineServiceStub(pipeline.channel())
+        request = pipeline_pb2.StartDistillationRequest(
+            task=task_to_proto(bundle.spec), seeds=artifact_to_proto(seeds), test=artifact_to_proto(test),
+            request_id="sharded", overrides=struct_from({"generation": {"target_count": TARGET_ROWS, "shards": 2}}))
+        name = stub.StartDistillation(request, timeout=30).name
+
+        def generated() -> bool:
+            job = stub.GetJob(pipeline_pb2.GetJobRequest(name=name), timeout=30)
+            assert job.state not in ("FAILED", "CANCELLED"), job.message
+            return {s.name: s for s in job.stages}["generate"].state == pipeline_pb2.STAGE_STATE_SUCCEEDED
+        _wait_until(generated, "the sharded generation")
+        job = stub.GetJob(pipeline_pb2.GetJobRequest(name=name), timeout=30)
+        OperationsClient(pipeline.channel()).cancel(name)
+        stage = {s.name: s for s in job.stages}["generate"]
+        shards = stage.operation.split(",")
+        ops = open_operation_store(env["DISTILLERY_DB_URL"])
+        replicas = {ops.get(shard).metadata.get("replica") for shard in shards}
+        assert len(shards) == 2 and len(replicas) == 2, f"both shards ran on one replica: {replicas}"
+        ref = stage.artifacts["examples"]
+        rows = store.read_bytes(Artifact(ref.uri, ref.sha256, ref.size)).split(b"\n")[:-1]
+        indices = [json.loads(r)["metadata"]["index"] for r in rows]
+        assert len(rows) == TARGET_ROWS and indices == sorted(indices) and len(set(indices)) == len(indices)
+        assert len({_sha(r) for r in rows}) == len(rows), "a row is in the merge twice"
+    finally:
+        for handle in (a, b, pipeline):
+            if handle is not None:
+                handle.stop()
 
 
 def test_a_training_survives_the_kill9_of_its_replica(shared_home) -> None:

@@ -391,3 +391,25 @@ def test_leave_one_out_shots_replace_the_held_out_seed_by_one_of_its_label() -> 
         assert [s for s in chosen if s in shots] == [s for s in shots if s.input != seed.input]  # same order
     only = [Example(input="a b c", output="card"), Example(input="d e f", output="transfer")]
     assert leave_one_out_shots(only, only, only[0], random.Random(0)) == [only[1]]  # no spare: dropped
+
+
+def test_a_shard_writes_the_rows_of_its_own_index_range_and_resumes_there(tmp_path: Path) -> None:
+    """generation.shards: shard k starts at its index_offset; row i depends only on (seed, i), so the
+    shards of one job never write the same candidate, and a resumed shard stays in its range."""
+    bundle = load_task(TASKS / "intent")
+    settings = GenerationSettings(target=12, batch_size=8, random_seed=11)
+
+    def shard(offset: int) -> GenerationJob:
+        return GenerationJob(bundle.spec, bundle.seeds, bundle.context, settings, ScriptedTeacher(),
+                             tmp_path / f"shard-{offset}", index_offset=offset)
+
+    first, second = shard(0), shard(500)
+    first.run(noop, lambda: None)
+    summary = second.run(noop, lambda: None)
+    rows = read_jsonl(second.work_dir / EXAMPLES)
+    indices = sorted([r["metadata"]["index"] for r in rows] + [r["index"] for r in read_jsonl(second.work_dir / REJECTED)])
+    assert summary["generated"] == len(rows) == 12
+    assert indices == list(range(500, 500 + len(indices)))  # its own range, every candidate once
+    assert not {r["metadata"]["index"] for r in read_jsonl(first.work_dir / EXAMPLES)} & set(indices)
+    again = shard(500).run(noop, lambda: None)  # a restart of the finished shard writes nothing new
+    assert again["generated"] == 12 and read_jsonl(second.work_dir / EXAMPLES) == rows

@@ -255,6 +255,41 @@ def test_a_replica_takes_over_the_job_of_one_that_stopped_renewing(tmp_path: Pat
     assert first.ops.get(name).result == {"read": 3} and first.ops.get(name).state == "SUCCEEDED"
 
 
+def test_on_a_shared_store_a_busy_replica_leaves_new_work_to_an_idle_one(tmp_path: Path, postgres_server) -> None:
+    """The database is the work queue: two operations submitted to one replica (as the pipeline
+    submits the shards of a generation through one connection) run on two replicas at once."""
+    db_url = postgres_server.database_url("shared_queue")
+    release = threading.Event()
+    ran_by: dict[str, str] = {}
+
+    def make(name: str) -> JobRunner:
+        runner = JobRunner("generator", open_operation_store(db_url), ArtifactStore((tmp_path / "store").as_uri()),
+                           tmp_path / name, lease_seconds=0.6)
+
+        def handler(ctx: OperationContext) -> dict:
+            ran_by[ctx.name] = name
+            release.wait(15)
+            return {"by": name}
+
+        runner.register("generation", handler)
+        return runner
+
+    first, second = make("first"), make("second")
+    first.resume_unfinished(), second.resume_unfinished()  # start their heartbeats, as a service start does
+    one = first.submit("generation", {}, "shard-0").name
+    two = first.submit("generation", {}, "shard-1").name
+    deadline = time.time() + 10
+    while len(ran_by) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert ran_by == {one: "first", two: "second"}  # both ran at once, one per replica
+    assert first.ops.get(two).owner == second.owner
+    release.set()
+    assert first.wait(one, timeout=15).result == {"by": "first"}
+    assert first.wait(two, timeout=15).result == {"by": "second"}
+    first.shutdown(wait=True)
+    second.shutdown(wait=True)
+
+
 def test_a_store_written_before_leases_gets_the_columns(tmp_path: Path) -> None:
     import sqlite3
 

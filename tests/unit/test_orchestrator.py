@@ -69,9 +69,14 @@ class ScriptedWorkers:
             raise FailedPrecondition(f"stage {stage} failed: scripted failure")
         on_progress(Progress(stage=stage, done=1, total=1))
         prefix = call.output_prefix
-        if stage == "generate":
-            return "op-gen", GenerationOutcome(examples=self._art(f"{prefix}/examples.jsonl", []), generated=120,
-                                               **self.generated)
+        if stage == "generate":  # a row per candidate index, from the shard's offset on
+            rows = [{"input": f"row {call.index_offset + i}", "output": "sport",
+                     "metadata": {"index": call.index_offset + i}} for i in range(call.target_count)]
+            examples = self.store.put_bytes(f"{prefix}/examples.jsonl",
+                                            "".join(json.dumps(r) + "\n" for r in rows).encode())
+            return f"op-gen-{call.index_offset}", GenerationOutcome(
+                examples=examples, rejected=self.store.put_bytes(f"{prefix}/rejected.jsonl", b""),
+                generated=call.target_count, **self.generated)
         if stage == "validate":
             labels = {k: {"read": v, "accepted": v} for k, v in self.per_label.items()}
             return "op-val", ValidationOutcome(accepted=self._art(f"{prefix}/accepted.jsonl", []),
@@ -346,3 +351,23 @@ def test_a_job_without_traces_skips_the_stage(env) -> None:
     runner = make(ScriptedWorkers(store))
     runner.run()
     assert runner.state.stage("traces").state == SKIPPED
+
+
+def test_a_sharded_generation_runs_its_shards_at_once_and_merges_them_in_order(env) -> None:
+    store, make, _ = env
+    workers = ScriptedWorkers(store)
+    runner = make(workers, {"generation": {"target_count": 100, "shards": 3}})
+    runner.run()
+    shards = [call for stage, call in workers.calls if stage == "generate"]
+    assert sorted(c.target_count for c in shards) == [33, 33, 34]
+    assert len({c.request_id for c in shards}) == 3 and len({c.output_prefix for c in shards}) == 3
+    offsets = sorted(c.index_offset for c in shards)
+    assert offsets == [0, 1100, 2200]  # 10 x target + 100 apart: no two shards share a candidate
+    stage = runner.state.stage("generate")
+    merged = [json.loads(line) for line in store.read_bytes(Artifact.from_dict(stage.artifacts["examples"]))
+              .decode().splitlines()]
+    indices = [r["metadata"]["index"] for r in merged]
+    assert len(merged) == 100 and indices == sorted(indices) and len(set(indices)) == 100  # none lost or twice
+    assert stage.summary["generated"] == 100 and stage.summary["shards"] == 3
+    assert stage.operation.count(",") == 2
+    assert workers.request("validate").examples.uri == stage.artifacts["examples"]["uri"]

@@ -129,7 +129,7 @@ class TaskSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[_Union[TaskType, str]] = ..., description: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., label_descriptions: _Optional[_Mapping[str, str]] = ..., output_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[ToolSchema, _Mapping]]] = ..., allow_no_call: _Optional[bool] = ..., input_description: _Optional[str] = ..., judge_instructions: _Optional[str] = ..., topics: _Optional[_Iterable[str]] = ..., teacher: _Optional[_Union[ModelRef, _Mapping]] = ..., student: _Optional[_Union[ModelRef, _Mapping]] = ..., settings: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_schema_json: _Optional[str] = ...) -> None: ...
 
 class OperationMetadata(_message.Message):
-    __slots__ = ("service", "stage", "done", "total", "unit", "rate", "eta_seconds", "counters", "message", "create_time", "update_time", "state")
+    __slots__ = ("service", "stage", "done", "total", "unit", "rate", "eta_seconds", "counters", "message", "create_time", "update_time", "state", "replica")
     class CountersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +149,7 @@ class OperationMetadata(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     service: str
     stage: str
     done: int
@@ -161,7 +162,8 @@ class OperationMetadata(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     state: str
-    def __init__(self, service: _Optional[str] = ..., stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., counters: _Optional[_Mapping[str, float]] = ..., message: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ...) -> None: ...
+    replica: str
+    def __init__(self, service: _Optional[str] = ..., stage: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., unit: _Optional[str] = ..., rate: _Optional[float] = ..., eta_seconds: _Optional[float] = ..., counters: _Optional[_Mapping[str, float]] = ..., message: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state: _Optional[str] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class WatchOperationRequest(_message.Message):
     __slots__ = ("name", "interval_seconds")

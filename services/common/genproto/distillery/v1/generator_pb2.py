@@ -26,7 +26,7 @@ from distillery.v1 import common_pb2 as distillery_dot_v1_dot_common__pb2
 from google.longrunning import operations_pb2 as google_dot_longrunning_dot_operations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x64istillery/v1/generator.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\x1a#google/longrunning/operations.proto\"\x91\x02\n\x16StartGenerationRequest\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\x12)\n\x05seeds\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12+\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x14\n\x0ctarget_count\x18\x04 \x01(\x05\x12\x13\n\x0btemperature\x18\x05 \x01(\x01\x12\r\n\x05top_p\x18\x06 \x01(\x01\x12\x13\n\x0brandom_seed\x18\x07 \x01(\x03\x12\x15\n\routput_prefix\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\"\xcf\x04\n\x10GenerationResult\x12,\n\x08\x65xamples\x18\x01 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12,\n\x08rejected\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x11\n\tgenerated\x18\x03 \x01(\x03\x12\x16\n\x0erejected_count\x18\x04 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\x03\x12\x1a\n\x12\x65stimated_cost_usd\x18\x07 \x01(\x01\x12\x0f\n\x07seconds\x18\x08 \x01(\x01\x12\x0f\n\x07teacher\x18\t \x01(\t\x12\x1d\n\x15teacher_seed_accuracy\x18\n \x01(\x01\x12\x1a\n\x12teacher_seed_count\x18\x0b \x01(\x03\x12\x62\n\x1bteacher_seed_label_accuracy\x18\x0c \x03(\x0b\x32=.distillery.v1.GenerationResult.TeacherSeedLabelAccuracyEntry\x12\x1e\n\x16teacher_trust_accuracy\x18\r \x01(\x01\x12\x14\n\x0clabel_source\x18\x0e \x01(\t\x12\x1b\n\x13label_source_reason\x18\x0f \x01(\t\x12\x11\n\tshortfall\x18\x10 \x01(\t\x1a?\n\x1dTeacherSeedLabelAccuracyEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"o\n\x10OutputConstraint\x12+\n\x06\x63hoice\x18\x01 \x01(\x0b\x32\x19.distillery.v1.ChoiceListH\x00\x12\x15\n\x0bjson_schema\x18\x02 \x01(\tH\x00\x12\x0f\n\x05regex\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"\x1d\n\nChoiceList\x12\x0f\n\x07\x63hoices\x18\x01 \x03(\t\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"I\n\x06Prompt\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\'\n\x04\x63hat\x18\x02 \x01(\x0b\x32\x17.distillery.v1.ChatListH\x00\x42\x06\n\x04kind\"8\n\x08\x43hatList\x12,\n\x08messages\x18\x01 \x03(\x0b\x32\x1a.distillery.v1.ChatMessage\"\xe2\x01\n\x0f\x43ompleteRequest\x12&\n\x07prompts\x18\x01 \x03(\x0b\x32\x15.distillery.v1.Prompt\x12\x33\n\nconstraint\x18\x02 \x01(\x0b\x32\x1f.distillery.v1.OutputConstraint\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\x12\x13\n\x0btemperature\x18\x04 \x01(\x01\x12\r\n\x05top_p\x18\x05 \x01(\x01\x12\x13\n\x0brandom_seed\x18\x06 \x01(\x03\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x17\n\x0f\x63hoice_logprobs\x18\x08 \x01(\x08\"\xda\x01\n\nCompletion\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x03 \x01(\x05\x12P\n\x14\x63hoice_probabilities\x18\x04 \x03(\x0b\x32\x32.distillery.v1.Completion.ChoiceProbabilitiesEntry\x1a:\n\x18\x43hoiceProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"b\n\x10\x43ompleteResponse\x12.\n\x0b\x63ompletions\x18\x01 \x03(\x0b\x32\x19.distillery.v1.Completion\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"\xc8\x01\n\x0cLabelRequest\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\x12)\n\x05seeds\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12(\n\x08\x65xamples\x18\x03 \x03(\x0b\x32\x16.distillery.v1.Example\x12\x13\n\x0btemperature\x18\x04 \x01(\x01\x12\x13\n\x0brandom_seed\x18\x05 \x01(\x03\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\"_\n\rLabelResponse\x12.\n\x0b\x63ompletions\x18\x01 \x03(\x0b\x32\x19.distillery.v1.Completion\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\x32\xfc\x01\n\x10GeneratorService\x12W\n\x0fStartGeneration\x12%.distillery.v1.StartGenerationRequest\x1a\x1d.google.longrunning.Operation\x12K\n\x08\x43omplete\x12\x1e.distillery.v1.CompleteRequest\x1a\x1f.distillery.v1.CompleteResponse\x12\x42\n\x05Label\x12\x1b.distillery.v1.LabelRequest\x1a\x1c.distillery.v1.LabelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x64istillery/v1/generator.proto\x12\rdistillery.v1\x1a\x1a\x64istillery/v1/common.proto\x1a#google/longrunning/operations.proto\"\xa7\x02\n\x16StartGenerationRequest\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\x12)\n\x05seeds\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12+\n\x07\x63ontext\x18\x03 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x14\n\x0ctarget_count\x18\x04 \x01(\x05\x12\x13\n\x0btemperature\x18\x05 \x01(\x01\x12\r\n\x05top_p\x18\x06 \x01(\x01\x12\x13\n\x0brandom_seed\x18\x07 \x01(\x03\x12\x15\n\routput_prefix\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x14\n\x0cindex_offset\x18\n \x01(\x03\"\xcf\x04\n\x10GenerationResult\x12,\n\x08\x65xamples\x18\x01 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12,\n\x08rejected\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12\x11\n\tgenerated\x18\x03 \x01(\x03\x12\x16\n\x0erejected_count\x18\x04 \x01(\x03\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x03\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\x03\x12\x1a\n\x12\x65stimated_cost_usd\x18\x07 \x01(\x01\x12\x0f\n\x07seconds\x18\x08 \x01(\x01\x12\x0f\n\x07teacher\x18\t \x01(\t\x12\x1d\n\x15teacher_seed_accuracy\x18\n \x01(\x01\x12\x1a\n\x12teacher_seed_count\x18\x0b \x01(\x03\x12\x62\n\x1bteacher_seed_label_accuracy\x18\x0c \x03(\x0b\x32=.distillery.v1.GenerationResult.TeacherSeedLabelAccuracyEntry\x12\x1e\n\x16teacher_trust_accuracy\x18\r \x01(\x01\x12\x14\n\x0clabel_source\x18\x0e \x01(\t\x12\x1b\n\x13label_source_reason\x18\x0f \x01(\t\x12\x11\n\tshortfall\x18\x10 \x01(\t\x1a?\n\x1dTeacherSeedLabelAccuracyEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"o\n\x10OutputConstraint\x12+\n\x06\x63hoice\x18\x01 \x01(\x0b\x32\x19.distillery.v1.ChoiceListH\x00\x12\x15\n\x0bjson_schema\x18\x02 \x01(\tH\x00\x12\x0f\n\x05regex\x18\x03 \x01(\tH\x00\x42\x06\n\x04kind\"\x1d\n\nChoiceList\x12\x0f\n\x07\x63hoices\x18\x01 \x03(\t\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"I\n\x06Prompt\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\'\n\x04\x63hat\x18\x02 \x01(\x0b\x32\x17.distillery.v1.ChatListH\x00\x42\x06\n\x04kind\"8\n\x08\x43hatList\x12,\n\x08messages\x18\x01 \x03(\x0b\x32\x1a.distillery.v1.ChatMessage\"\xe2\x01\n\x0f\x43ompleteRequest\x12&\n\x07prompts\x18\x01 \x03(\x0b\x32\x15.distillery.v1.Prompt\x12\x33\n\nconstraint\x18\x02 \x01(\x0b\x32\x1f.distillery.v1.OutputConstraint\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\x12\x13\n\x0btemperature\x18\x04 \x01(\x01\x12\r\n\x05top_p\x18\x05 \x01(\x01\x12\x13\n\x0brandom_seed\x18\x06 \x01(\x03\x12\x0c\n\x04stop\x18\x07 \x03(\t\x12\x17\n\x0f\x63hoice_logprobs\x18\x08 \x01(\x08\"\xda\x01\n\nCompletion\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\x19\n\x11\x63ompletion_tokens\x18\x03 \x01(\x05\x12P\n\x14\x63hoice_probabilities\x18\x04 \x03(\x0b\x32\x32.distillery.v1.Completion.ChoiceProbabilitiesEntry\x1a:\n\x18\x43hoiceProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"b\n\x10\x43ompleteResponse\x12.\n\x0b\x63ompletions\x18\x01 \x03(\x0b\x32\x19.distillery.v1.Completion\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\"\xc8\x01\n\x0cLabelRequest\x12%\n\x04task\x18\x01 \x01(\x0b\x32\x17.distillery.v1.TaskSpec\x12)\n\x05seeds\x18\x02 \x01(\x0b\x32\x1a.distillery.v1.ArtifactRef\x12(\n\x08\x65xamples\x18\x03 \x03(\x0b\x32\x16.distillery.v1.Example\x12\x13\n\x0btemperature\x18\x04 \x01(\x01\x12\x13\n\x0brandom_seed\x18\x05 \x01(\x03\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\"_\n\rLabelResponse\x12.\n\x0b\x63ompletions\x18\x01 \x03(\x0b\x32\x19.distillery.v1.Completion\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\x32\xfc\x01\n\x10GeneratorService\x12W\n\x0fStartGeneration\x12%.distillery.v1.StartGenerationRequest\x1a\x1d.google.longrunning.Operation\x12K\n\x08\x43omplete\x12\x1e.distillery.v1.CompleteRequest\x1a\x1f.distillery.v1.CompleteResponse\x12\x42\n\x05Label\x12\x1b.distillery.v1.LabelRequest\x1a\x1c.distillery.v1.LabelResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,33 +38,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMPLETION_CHOICEPROBABILITIESENTRY']._loaded_options = None
   _globals['_COMPLETION_CHOICEPROBABILITIESENTRY']._serialized_options = b'8\001'
   _globals['_STARTGENERATIONREQUEST']._serialized_start=114
-  _globals['_STARTGENERATIONREQUEST']._serialized_end=387
-  _globals['_GENERATIONRESULT']._serialized_start=390
-  _globals['_GENERATIONRESULT']._serialized_end=981
-  _globals['_GENERATIONRESULT_TEACHERSEEDLABELACCURACYENTRY']._serialized_start=918
-  _globals['_GENERATIONRESULT_TEACHERSEEDLABELACCURACYENTRY']._serialized_end=981
-  _globals['_OUTPUTCONSTRAINT']._serialized_start=983
-  _globals['_OUTPUTCONSTRAINT']._serialized_end=1094
-  _globals['_CHOICELIST']._serialized_start=1096
-  _globals['_CHOICELIST']._serialized_end=1125
-  _globals['_CHATMESSAGE']._serialized_start=1127
-  _globals['_CHATMESSAGE']._serialized_end=1171
-  _globals['_PROMPT']._serialized_start=1173
-  _globals['_PROMPT']._serialized_end=1246
-  _globals['_CHATLIST']._serialized_start=1248
-  _globals['_CHATLIST']._serialized_end=1304
-  _globals['_COMPLETEREQUEST']._serialized_start=1307
-  _globals['_COMPLETEREQUEST']._serialized_end=1533
-  _globals['_COMPLETION']._serialized_start=1536
-  _globals['_COMPLETION']._serialized_end=1754
-  _globals['_COMPLETION_CHOICEPROBABILITIESENTRY']._serialized_start=1696
-  _globals['_COMPLETION_CHOICEPROBABILITIESENTRY']._serialized_end=1754
-  _globals['_COMPLETERESPONSE']._serialized_start=1756
-  _globals['_COMPLETERESPONSE']._serialized_end=1854
-  _globals['_LABELREQUEST']._serialized_start=1857
-  _globals['_LABELREQUEST']._serialized_end=2057
-  _globals['_LABELRESPONSE']._serialized_start=2059
-  _globals['_LABELRESPONSE']._serialized_end=2154
-  _globals['_GENERATORSERVICE']._serialized_start=2157
-  _globals['_GENERATORSERVICE']._serialized_end=2409
+  _globals['_STARTGENERATIONREQUEST']._serialized_end=409
+  _globals['_GENERATIONRESULT']._serialized_start=412
+  _globals['_GENERATIONRESULT']._serialized_end=1003
+  _globals['_GENERATIONRESULT_TEACHERSEEDLABELACCURACYENTRY']._serialized_start=940
+  _globals['_GENERATIONRESULT_TEACHERSEEDLABELACCURACYENTRY']._serialized_end=1003
+  _globals['_OUTPUTCONSTRAINT']._serialized_start=1005
+  _globals['_OUTPUTCONSTRAINT']._serialized_end=1116
+  _globals['_CHOICELIST']._serialized_start=1118
+  _globals['_CHOICELIST']._serialized_end=1147
+  _globals['_CHATMESSAGE']._serialized_start=1149
+  _globals['_CHATMESSAGE']._serialized_end=1193
+  _globals['_PROMPT']._serialized_start=1195
+  _globals['_PROMPT']._serialized_end=1268
+  _globals['_CHATLIST']._serialized_start=1270
+  _globals['_CHATLIST']._serialized_end=1326
+  _globals['_COMPLETEREQUEST']._serialized_start=1329
+  _globals['_COMPLETEREQUEST']._serialized_end=1555
+  _globals['_COMPLETION']._serialized_start=1558
+  _globals['_COMPLETION']._serialized_end=1776
+  _globals['_COMPLETION_CHOICEPROBABILITIESENTRY']._serialized_start=1718
+  _globals['_COMPLETION_CHOICEPROBABILITIESENTRY']._serialized_end=1776
+  _globals['_COMPLETERESPONSE']._serialized_start=1778
+  _globals['_COMPLETERESPONSE']._serialized_end=1876
+  _globals['_LABELREQUEST']._serialized_start=1879
+  _globals['_LABELREQUEST']._serialized_end=2079
+  _globals['_LABELRESPONSE']._serialized_start=2081
+  _globals['_LABELRESPONSE']._serialized_end=2176
+  _globals['_GENERATORSERVICE']._serialized_start=2179
+  _globals['_GENERATORSERVICE']._serialized_end=2431
 # @@protoc_insertion_point(module_scope)

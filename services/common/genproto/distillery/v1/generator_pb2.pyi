@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StartGenerationRequest(_message.Message):
-    __slots__ = ("task", "seeds", "context", "target_count", "temperature", "top_p", "random_seed", "output_prefix", "request_id")
+    __slots__ = ("task", "seeds", "context", "target_count", "temperature", "top_p", "random_seed", "output_prefix", "request_id", "index_offset")
     TASK_FIELD_NUMBER: _ClassVar[int]
     SEEDS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class StartGenerationRequest(_message.Message):
     RANDOM_SEED_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_PREFIX_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INDEX_OFFSET_FIELD_NUMBER: _ClassVar[int]
     task: _common_pb2.TaskSpec
     seeds: _common_pb2.ArtifactRef
     context: _common_pb2.ArtifactRef
@@ -28,7 +29,8 @@ class StartGenerationRequest(_message.Message):
     random_seed: int
     output_prefix: str
     request_id: str
-    def __init__(self, task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., seeds: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., context: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., target_count: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., random_seed: _Optional[int] = ..., output_prefix: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    index_offset: int
+    def __init__(self, task: _Optional[_Union[_common_pb2.TaskSpec, _Mapping]] = ..., seeds: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., context: _Optional[_Union[_common_pb2.ArtifactRef, _Mapping]] = ..., target_count: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., random_seed: _Optional[int] = ..., output_prefix: _Optional[str] = ..., request_id: _Optional[str] = ..., index_offset: _Optional[int] = ...) -> None: ...
 
 class GenerationResult(_message.Message):
     __slots__ = ("examples", "rejected", "generated", "rejected_count", "prompt_tokens", "completion_tokens", "estimated_cost_usd", "seconds", "teacher", "teacher_seed_accuracy", "teacher_seed_count", "teacher_seed_label_accuracy", "teacher_trust_accuracy", "label_source", "label_source_reason", "shortfall")
