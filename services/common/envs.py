@@ -206,10 +206,13 @@ HTTP_PORT = _declare("DISTILLERY_HTTP_PORT", 8000, "Port of the serving HTTP gat
 
 # ----- training on Kubernetes ---------------------------------------------------------------------
 TRAINER_MODE = _declare("DISTILLERY_TRAINER_MODE", "inprocess", "inprocess: the trainer trains in its own "
-                        "process. k8s-job is accepted but not wired yet (issue 20): training still runs "
-                        "in-process and the trainer logs a warning.", _choice("inprocess", "k8s-job"))
+                        "process. k8s-job: each training runs as a Kubernetes batch/v1 Job that the trainer "
+                        "creates, follows and deletes on cancel (services/trainer/job_mode.py).",
+                        _choice("inprocess", "k8s-job"))
 TRAINER_JOB_IMAGE = _declare("DISTILLERY_TRAINER_JOB_IMAGE", "", "Image of training Jobs (k8s-job mode).")
 TRAINER_JOB_GPUS = _declare("DISTILLERY_TRAINER_JOB_GPUS", 0, "nvidia.com/gpu per training Job.", _integer)
+TRAINER_JOB_CPU = _declare("DISTILLERY_TRAINER_JOB_CPU", "4", "CPU request of training Jobs.")
+TRAINER_JOB_MEMORY = _declare("DISTILLERY_TRAINER_JOB_MEMORY", "32Gi", "Memory request and limit of training Jobs.")
 TRAINER_JOB_NODE_SELECTOR = _declare("DISTILLERY_TRAINER_JOB_NODE_SELECTOR", "", "a=b,c=d node selector "
                                      "of training Jobs.")
 K8S_NAMESPACE = _declare("DISTILLERY_K8S_NAMESPACE", "", "Namespace of training Jobs; default the pod's own.")

@@ -73,10 +73,22 @@ def job_from_json(raw: Any, where: str) -> tuple[TrainingJob, str]:
 
 def build(ctx: ServiceContext) -> list[ServiceRegistration]:
     if envs.TRAINER_MODE.get() == "k8s-job":
-        # Said loudly: the GPU overlay sets this mode, but launching Jobs is not wired yet (issue 20).
-        log.warning("DISTILLERY_TRAINER_MODE=k8s-job is not implemented yet: training runs in this process")
-    handle = make_handler(ctx.references, ctx.config.device)
-    ctx.runner.register(KIND, lambda op: handle(op, job_from_record(op.request)))
+        # Each training runs as a batch/v1 Job; this service creates, follows and cancels them.
+        from services.trainer.job_mode import JobModeSettings, run_as_job
+        from services.trainer.k8s_jobs import KubernetesJobLauncher
+
+        settings = JobModeSettings.from_env()
+        launcher = KubernetesJobLauncher(settings.namespace)
+        log.info("k8s-job mode: trainings run as Jobs of image %s in namespace %s with %d GPU each",
+                 settings.image, settings.namespace, settings.gpus)
+
+        def run_job(op: Any) -> dict[str, Any]:
+            job_from_record(op.request)  # the stored request is checked as in-process mode checks it
+            return run_as_job(op, op.request, launcher, settings, ctx.store)
+        ctx.runner.register(KIND, run_job)
+    else:
+        handle = make_handler(ctx.references, ctx.config.device)
+        ctx.runner.register(KIND, lambda op: handle(op, job_from_record(op.request)))
     servicer = TrainerServicer(ctx)
     return [ServiceRegistration(
         "distillery.v1.TrainerService",

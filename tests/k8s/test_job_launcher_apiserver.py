@@ -17,6 +17,7 @@ RoleBinding are the ones from k8s/base/rbac.yaml, so this also proves that RBAC 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -34,7 +35,7 @@ from typing import Any
 import pytest
 
 from services.common.errors import AlreadyExists, FailedPrecondition, NotFound
-from services.pipeline.k8s_jobs import JOB_NAME_LABEL, JobPhase, KubernetesJobLauncher, TrainingJobSpec
+from services.trainer.k8s_jobs import JOB_NAME_LABEL, JobPhase, KubernetesJobLauncher, TrainingJobSpec
 
 pytestmark = pytest.mark.k8s
 
@@ -427,3 +428,111 @@ def test_pods_found_by_instance_label(cluster: Cluster, namespace: str) -> None:
         assert job.spec.template.metadata.labels[JOB_NAME_LABEL] == "train-d"
     finally:
         launcher.delete("train-d")
+
+
+def _complete(batch: Any, name: str, minor: int) -> None:
+    """Write the Job controller's verdict SUCCEEDED on Job ``name``."""
+    from kubernetes import client
+
+    now = datetime.now(timezone.utc)
+    job = batch.read_namespaced_job(name, NAMESPACE)
+    job.status = client.V1JobStatus(
+        active=0, succeeded=1, start_time=now, completion_time=now,
+        conditions=[client.V1JobCondition(type="SuccessCriteriaMet", status="True", reason="CompletionsReached"),
+                    client.V1JobCondition(type="Complete", status="True", reason="CompletionsReached")]
+        if minor >= 31 else [client.V1JobCondition(type="Complete", status="True")])
+    batch.replace_namespaced_job_status(name, NAMESPACE, job)
+
+
+def test_the_trainer_in_k8s_job_mode_runs_follows_and_cancels_training_jobs(
+        cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """services/trainer/job_mode.py through a real JobRunner against the real API server: a training
+    operation becomes a Job with the GPU request and torchrun; its state reaches the operation; the
+    result the run writes on the store volume is the operation's result; a trainer that restarts
+    follows the same Job; cancelling the operation deletes the Job."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from services.common.artifacts import ArtifactStore
+    from services.common.jobs import JobRunner
+    from services.common.operations import open_operation_store
+    from services.trainer.job_mode import JobModeSettings, job_name, run_as_job
+
+    batch = client.BatchV1Api(cluster.client(cluster.admin_token))
+    store = ArtifactStore((tmp_path / "store").as_uri())
+    settings = JobModeSettings(image="distillery/trainer:0.1.0-cuda", gpus=2, namespace=NAMESPACE, cpu="8",
+                               memory="40Gi", node_selector={"nvidia.com/gpu.present": "true"}, poll_seconds=0.2)
+    launcher = _launcher(cluster)
+    runner = JobRunner("trainer", open_operation_store(f"sqlite:///{tmp_path / 'ops.db'}"), store, tmp_path)
+    runner.register("training", lambda op: run_as_job(op, op.request, launcher, settings, store))
+    request = {"output_prefix": "jobs/j1/train", "request_id": "train-1", "config": {"max_steps": 3}}
+    record = runner.submit("training", request, "train-1")
+    name = job_name(record.short_id)
+
+    def read_job() -> Any:
+        deadline = time.time() + 30
+        while True:
+            try:
+                return batch.read_namespaced_job(name, NAMESPACE)
+            except ApiException as exc:
+                if exc.status != 404 or time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    job = read_job()
+    container = job.spec.template.spec.containers[0]
+    assert container.resources.limits["nvidia.com/gpu"] == "2" and container.resources.requests["cpu"] == "8"
+    assert container.command[:4] == ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=2"]
+    command = " ".join(container.command)
+    assert "-m services.trainer.run_job --request /var/lib/distillery/store/jobs/j1/train/job-request.json" in command
+    assert f"--out /var/lib/distillery/store/training-jobs/{record.short_id}" in command and "--store-only" in command
+    assert json.loads(store.read_bytes("jobs/j1/train/job-request.json")) == request
+    deadline = time.time() + 10
+    while runner.ops.get(record.name).metadata.get("stage") != "job pending" and time.time() < deadline:
+        time.sleep(0.1)
+    assert runner.ops.get(record.name).metadata.get("stage") == "job pending"
+
+    # The pod's run_job finishes: result.json on the store volume, then the Job controller's verdict.
+    result = {"steps": 3, "final_train_loss": 0.5, "device": "cuda x2", "merged": {"uri": "file:///m"}}
+    out = Path(store.full_path(f"training-jobs/{record.short_id}/result.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result))
+    _complete(batch, name, cluster.minor)
+    done = runner.wait(record.name, timeout=30)
+    assert done.state == "SUCCEEDED" and done.result == result
+    launcher.delete(name)
+
+    # Cancel: the operation's Job is deleted; a restarted trainer would have followed the same Job.
+    second = runner.submit("training", {**request, "request_id": "train-2"}, "train-2")
+    second_job = job_name(second.short_id)
+    assert _exists(batch, second_job)
+    with pytest.raises(AlreadyExists):  # what a restarted trainer meets, and follows instead of re-creating
+        launcher.create(_job_spec_of(settings, second_job, second.short_id))
+    runner.cancel(second.name)
+    cancelled = runner.wait(second.name, timeout=30)
+    assert cancelled.state == "CANCELLED"
+    with pytest.raises(NotFound):
+        launcher.status(second_job)
+    runner.shutdown(wait=True)
+
+
+def _exists(batch: Any, name: str, timeout: float = 30.0) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            batch.read_namespaced_job(name, NAMESPACE)
+            return True
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            time.sleep(0.1)
+    return False
+
+
+def _job_spec_of(settings: Any, name: str, operation_id: str) -> TrainingJobSpec:
+    from services.trainer.job_mode import job_spec
+
+    return job_spec(settings, name, "/var/lib/distillery/store/x.json",
+                    f"/var/lib/distillery/store/training-jobs/{operation_id}")

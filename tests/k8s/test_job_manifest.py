@@ -20,7 +20,7 @@ from services.common.errors import (
     NotFound,
     Unavailable,
 )
-from services.pipeline.k8s_jobs import (
+from services.trainer.k8s_jobs import (
     JOB_NAME_LABEL,
     JobPhase,
     JobStatus,
@@ -227,7 +227,7 @@ def test_api_errors_become_typed_errors() -> None:
     pytest.importorskip("kubernetes")
     from kubernetes.client.exceptions import ApiException
 
-    from services.pipeline.k8s_jobs import _api_error
+    from services.trainer.k8s_jobs import _api_error
 
     def exc(status: int, message: str = "boom") -> ApiException:
         e = ApiException(status=status, reason="Reason")
@@ -251,7 +251,7 @@ def test_job_conditions_decide_terminal_state() -> None:
     pytest.importorskip("kubernetes")
     from kubernetes import client
 
-    from services.pipeline.k8s_jobs import _job_state
+    from services.trainer.k8s_jobs import _job_state
 
     def job(*conds: tuple[str, str, str | None, str | None]) -> client.V1Job:
         return client.V1Job(
@@ -281,7 +281,7 @@ def test_unreachable_api_server_is_unavailable() -> None:
     pytest.importorskip("kubernetes")
     from kubernetes import client
 
-    from services.pipeline.k8s_jobs import KubernetesJobLauncher
+    from services.trainer.k8s_jobs import KubernetesJobLauncher
 
     cfg = client.Configuration()
     cfg.host = f"https://127.0.0.1:{_closed_port()}"
@@ -298,7 +298,7 @@ def test_launcher_refuses_a_spec_for_another_namespace() -> None:
     pytest.importorskip("kubernetes")
     from kubernetes import client
 
-    from services.pipeline.k8s_jobs import KubernetesJobLauncher
+    from services.trainer.k8s_jobs import KubernetesJobLauncher
 
     cfg = client.Configuration()
     cfg.host = f"https://127.0.0.1:{_closed_port()}"
@@ -312,7 +312,7 @@ def test_wait_polls_until_done_or_timeout() -> None:
     pytest.importorskip("kubernetes")
     from kubernetes import client
 
-    from services.pipeline.k8s_jobs import KubernetesJobLauncher
+    from services.trainer.k8s_jobs import KubernetesJobLauncher
 
     now = [0.0]
     slept: list[float] = []

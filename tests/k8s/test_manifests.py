@@ -286,8 +286,8 @@ def test_pods_are_locked_down(render: Render, overlay: str) -> None:
         assert sc["readOnlyRootFilesystem"] is True, name
         assert sc["capabilities"] == {"drop": ["ALL"]}, name
         assert sc["runAsNonRoot"] is True, name
-        # Only pods that launch Jobs carry an API token.
-        launcher = name in ("distillery-pipeline", "distillery-trainer")
+        # Only the pod that launches Jobs (the trainer) carries an API token.
+        launcher = name == "distillery-trainer"
         assert pod["serviceAccountName"] == ("distillery-job-launcher" if launcher else "distillery"), name
         assert pod["automountServiceAccountToken"] is launcher, name
 
