@@ -26,6 +26,9 @@ from services.common.jsonl import iter_jsonl
 from services.common.taskspec import OutputError, TaskSpec, canonical_json, check_output
 
 TRACES_FILE = "traces.jsonl"
+# Traces read from one file, at most: every one is relabelled by the teacher (twice or more), so a
+# larger log is better sampled down first.
+MAX_TRACES = 200_000
 
 
 @dataclass
@@ -164,6 +167,9 @@ def read_traces(spec: TaskSpec, path: Path, name: str = TRACES_FILE) -> list[Tra
     for item in iter_jsonl(path, skip_partial_tail=False):
         if item.error:
             raise TaskFolderError(name, item.error, item.line)
+        if len(traces) == MAX_TRACES:
+            raise TaskFolderError(name, f"has more than {MAX_TRACES} traces; sample it down (every trace is "
+                                  "relabelled by the teacher)", item.line)
         traces.append(parse_trace(spec, item.value, name, item.line))
     if not traces:
         raise TaskFolderError(name, "is empty: give at least one trace, or leave the file out")

@@ -3,6 +3,7 @@ export → deploy, resumably. grpc-free: it talks to the workers through ``Worke
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from services.common.artifacts import Artifact
+from services.common.atomic import write_json_atomic
 from services.common.enums import CandidateKind, ModelFormat, Quantization, quantization
 from services.common.errors import Cancelled, DistilleryError, FailedPrecondition, InvalidArgument
 from services.common.jobs import OperationContext
@@ -287,9 +289,23 @@ class DistillationRunner:
         kept, report = curate(self.spec, traces, seeds, test, settings)
         seeds_ref = self.inputs.get("seeds")
 
+        cache = self.ctx.work_dir / "traces"
+
         def label(rows: list[Example], temperature: float, random_seed: int) -> list[str]:
-            return self.workers.label(LabelCall(task=self.spec, inputs=rows, seeds=seeds_ref,
-                                                temperature=temperature, random_seed=random_seed))
+            # Each teacher pass is kept (atomically) under the job's work directory, keyed by what
+            # it answered: a pipeline killed mid-stage redoes only the passes it had not finished.
+            key = hashlib.sha256(json.dumps([temperature, random_seed, [[r.input, r.context] for r in rows]])
+                                 .encode()).hexdigest()[:24]
+            path = cache / f"pass-{key}.json"
+            if path.exists():
+                answers = json.loads(path.read_text())
+                if isinstance(answers, list) and len(answers) == len(rows):
+                    return [str(a) for a in answers]
+            answers = self.workers.label(LabelCall(task=self.spec, inputs=rows, seeds=seeds_ref,
+                                                   temperature=temperature, random_seed=random_seed))
+            cache.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, answers)
+            return answers
 
         def progress(done: int, total: int) -> None:
             self.ctx.progress(stage="traces", done=0, total=len(STAGES), unit="stages",

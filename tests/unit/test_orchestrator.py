@@ -346,6 +346,29 @@ def test_traces_become_seeds_and_the_test_set_that_every_later_stage_uses(env) -
     assert any("labelled by the teacher" in w for w in result["job"]["warnings"])
 
 
+def test_a_traces_stage_killed_between_teacher_passes_redoes_only_the_unfinished_ones(env) -> None:
+    store, make, seeds = env
+    lines = [{"messages": [{"role": "user", "content": f"{team} scored a goal in minute {10 + i * 7}"}]}
+             for i, team in enumerate(["Leeds", "Arsenal", "Celtic", "Juventus", "Benfica", "Porto", "Napoli",
+                                       "Everton", "Ajax", "Lyon", "Roma", "Lazio"])]
+    traces = store.put_bytes("inputs/traces-kill.jsonl", "".join(json.dumps(r) + "\n" for r in lines).encode())
+    inputs = {"seeds": seeds, "test": None, "context": None, "traces": traces}
+
+    class DiesOnSecondPass(ScriptedWorkers):
+        def label(self, call):
+            if sum(stage == "generator.Label" for stage, _ in self.calls) == 1:
+                raise KeyboardInterrupt  # the pipeline process dies during the second teacher pass
+            return super().label(call)
+
+    with pytest.raises(KeyboardInterrupt):
+        make(DiesOnSecondPass(store), request_id="traces-kill", inputs=inputs).run()
+    workers = ScriptedWorkers(store)
+    runner = make(workers, request_id="traces-kill", inputs=inputs)
+    runner.run()
+    assert [s for s in workers.stages() if s == "generator.Label"] == ["generator.Label"]  # pass 1 was kept
+    assert runner.state.stage("traces").state == SUCCEEDED
+
+
 def test_a_job_without_traces_skips_the_stage(env) -> None:
     store, make, _ = env
     runner = make(ScriptedWorkers(store))
