@@ -261,6 +261,63 @@ def repeat_training(result: dict, train_seeds: int, save_progress: Callable[[], 
     summarize_runs(result, read_predictions)
 
 
+def soft_label_comparison(pairs: list[tuple[list[dict], list[dict]]], metric: str) -> dict | None:
+    """Soft-label student − hard-label student, pooled over training seeds: each pair holds the two
+    students' prediction rows of one seed (same validated rows, same seed, only
+    training.soft_label_weight differs), resampled on the same test examples."""
+    from services.evaluator import bootstrap
+
+    stats = []
+    for soft_rows, hard_rows in pairs:
+        soft = bootstrap.statistic_from_rows(metric, sorted(soft_rows, key=lambda r: r["index"]))
+        hard = bootstrap.statistic_from_rows(metric, sorted(hard_rows, key=lambda r: r["index"]))
+        if soft is None or hard is None or soft.n != hard.n:
+            return None
+        stats.append((soft, hard))
+    if not stats:
+        return None
+    delta, low, high = bootstrap.pooled_paired_bootstrap(stats)
+    return {"metric": metric, "runs": len(stats), "n": stats[0][0].n,
+            "soft": _mean_sd([a.value() for a, _ in stats]), "hard": _mean_sd([b.value() for _, b in stats]),
+            "delta": round(delta, 4), "low": round(low, 4), "high": round(high, 4),
+            "verdict": bootstrap.verdict(low, high)}
+
+
+def compare_soft_labels(result: dict, weight: float, save_progress: Callable[[], None] = lambda: None) -> None:
+    """Retrain the trained student of every finished training seed with soft labels
+    (training.soft_label_weight = ``weight``: KL to the teacher's label distribution mixed with the
+    hard label) on the same validated rows, and compare it with that seed's hard-label student."""
+    from distillery.v1 import pipeline_pb2, pipeline_pb2_grpc
+
+    from services.common.convert import struct_from
+    from services.pipeline import cli
+
+    stub = pipeline_pb2_grpc.PipelineServiceStub(cli._channel("pipeline"))
+    runs = {r["training_seed"]: r for r in result.get("soft_label_runs", [])}
+    pairs = []
+    for hard in sorted((r for r in result.get("runs", []) if r.get("predictions")), key=lambda r: r["training_seed"]):
+        seed = hard["training_seed"]
+        if seed not in runs:
+            print(f"   retrain with training.seed={seed}, soft_label_weight={weight}", flush=True)
+            overrides = {"training": {"seed": seed, "soft_label_weight": weight}, "serving": {"deploy": False},
+                         "evaluation": {"seed_only_baseline": False, "candidates": ["student"]}}
+            operation = stub.StartRetune(pipeline_pb2.StartRetuneRequest(
+                job=result["job"], overrides=struct_from(overrides),
+                request_id=f"{result['job']}:soft-labels:{weight}:{seed}"), timeout=30)
+            job = cli.follow(operation.name)
+            runs[seed] = {**run_record(seed, operation.name, job.state, read_report(job)), "weight": weight}
+            result["soft_label_runs"] = sorted(runs.values(), key=lambda r: r["training_seed"])
+            save_progress()
+        soft = runs[seed]
+        if soft.get("predictions"):
+            pairs.append(([r for r in read_predictions(soft["predictions"]) if r.get("candidate") == "student"],
+                          [r for r in read_predictions(hard["predictions"]) if r.get("candidate") == "student"]))
+    comparison = soft_label_comparison(pairs, result["primary_metric"])
+    if comparison is not None:
+        result["soft_labels"] = {"weight": weight, **comparison}
+    save_progress()
+
+
 def summarize_runs(result: dict, read_rows) -> None:
     """``across_seeds`` (mean ± sd, per-run verdict counts, pooled interval) and the verdict."""
     stats = across_seeds(result.get("runs", []))
@@ -410,6 +467,13 @@ def report_markdown(results: list[dict], machine_info: dict) -> str:
                      f"validator, scored on {res['test_examples']} held-out examples; full pipeline in "
                      f"{res['seconds'] / 60:.0f} min."
                      + (f" {verdict_text(res)[:1].upper()}{verdict_text(res)[1:]}." if res.get("verdict") else ""))
+        soft = res.get("soft_labels")
+        if soft:
+            lines.append(f"  - soft labels (training.soft_label_weight {soft['weight']}) against hard labels, same "
+                         f"rows, {soft['runs']} training seed(s): student {soft['soft']['mean']:.3f} ± "
+                         f"{soft['soft']['sd']:.3f} vs {soft['hard']['mean']:.3f} ± {soft['hard']['sd']:.3f}, "
+                         f"{soft['delta']:+.3f} {soft['metric']} [95% CI {soft['low']:+.3f}, {soft['high']:+.3f}]: "
+                         f"{soft['verdict']}")
         for tried in res.get("filter_sweep", []):
             value = "—" if tried["value"] is None else f"{tried['value']:.3f}"
             delta = "" if tried["delta_vs_seed_only"] is None else f" ({tried['delta_vs_seed_only']:+.3f} vs seed-only)"
@@ -430,6 +494,9 @@ def main() -> int:
     parser.add_argument("--train-seeds", type=int, default=3, metavar="N",
                         help="train the trained and the seed-only student with training.seed = 0..N-1 "
                              "(the repeats are retunes on the same validated rows); 1 = a single run")
+    parser.add_argument("--soft-labels", type=float, default=0.0, metavar="WEIGHT",
+                        help="also retrain each training seed's student with training.soft_label_weight=WEIGHT "
+                             "and compare it with the hard-label student (paired bootstrap over the seeds)")
     parser.add_argument("--keep-running", action="store_true")
     parser.add_argument("--table-only", action="store_true",
                         help="print the table of the saved results (and re-save them) without running anything")
@@ -482,6 +549,9 @@ def main() -> int:
                 print(f"== {task}: {args.train_seeds} training seeds ==", flush=True)
                 repeat_training(result, args.train_seeds, lambda: save(list(results.values())))
                 save(list(results.values()))
+            if result["rows"] and args.soft_labels > 0 and result.get("type") == "classification":
+                print(f"== {task}: soft labels (weight {args.soft_labels}) against hard labels ==", flush=True)
+                compare_soft_labels(result, args.soft_labels, lambda: save(list(results.values())))
         for task in args.tasks:
             result = results[load_task_name(ROOT / "examples" / task)]
             lost = result.get("verdict") and not result["verdict"]["synthetic_beat_seed_only"]

@@ -197,3 +197,18 @@ def test_table_only_renders_old_and_new_results(tmp_path, monkeypatch, capsys) -
     assert "beat the seed-only student by +0.100 entity_f1 [95% CI +0.040, +0.170]" in out
     stored = json.loads((tmp_path / "quality.json").read_text())
     assert stored["machine"]["cpu"] == "AMD EPYC" and "no interval recorded" in stored["tasks"][0]["verdict"]["summary"]
+
+
+def test_soft_labels_are_compared_with_hard_labels_seed_by_seed() -> None:
+    rng = np.random.default_rng(7)
+    pairs = []
+    for _ in range(3):
+        hard = (rng.random(150) < 0.6).astype(float)
+        soft = np.where(rng.random(150) < 0.1, 0.0, hard)  # soft labels lose ~10% of the hard student's hits
+        rows = _rows(soft, hard)
+        pairs.append(([r for r in rows if r["candidate"] == "student"],
+                      [dict(r, candidate="student") for r in rows if r["candidate"] == "seed-only-student"]))
+    comparison = quality.soft_label_comparison(pairs, "accuracy")
+    assert comparison["runs"] == 3 and comparison["n"] == 150
+    assert comparison["soft"]["mean"] < comparison["hard"]["mean"]
+    assert comparison["high"] < 0 and comparison["verdict"] == "worse"  # never better on any example here
