@@ -283,7 +283,8 @@ def soft_label_comparison(pairs: list[tuple[list[dict], list[dict]]], metric: st
             "verdict": bootstrap.verdict(low, high)}
 
 
-def compare_soft_labels(result: dict, weight: float, save_progress: Callable[[], None] = lambda: None) -> None:
+def compare_soft_labels(result: dict, weight: float, save_progress: Callable[[], None] = lambda: None,
+                        max_seeds: int = 0) -> None:
     """Retrain the trained student of every finished training seed with soft labels
     (training.soft_label_weight = ``weight``: KL to the teacher's label distribution mixed with the
     hard label) on the same validated rows, and compare it with that seed's hard-label student."""
@@ -295,7 +296,8 @@ def compare_soft_labels(result: dict, weight: float, save_progress: Callable[[],
     stub = pipeline_pb2_grpc.PipelineServiceStub(cli._channel("pipeline"))
     runs = {r["training_seed"]: r for r in result.get("soft_label_runs", [])}
     pairs = []
-    for hard in sorted((r for r in result.get("runs", []) if r.get("predictions")), key=lambda r: r["training_seed"]):
+    hards = sorted((r for r in result.get("runs", []) if r.get("predictions")), key=lambda r: r["training_seed"])
+    for hard in hards[:max_seeds or None]:
         seed = hard["training_seed"]
         if seed not in runs:
             print(f"   retrain with training.seed={seed}, soft_label_weight={weight}", flush=True)
@@ -497,6 +499,8 @@ def main() -> int:
     parser.add_argument("--soft-labels", type=float, default=0.0, metavar="WEIGHT",
                         help="also retrain each training seed's student with training.soft_label_weight=WEIGHT "
                              "and compare it with the hard-label student (paired bootstrap over the seeds)")
+    parser.add_argument("--soft-label-seeds", type=int, default=0, metavar="N",
+                        help="with --soft-labels: only the first N training seeds (0: all)")
     parser.add_argument("--keep-running", action="store_true")
     parser.add_argument("--table-only", action="store_true",
                         help="print the table of the saved results (and re-save them) without running anything")
@@ -551,7 +555,8 @@ def main() -> int:
                 save(list(results.values()))
             if result["rows"] and args.soft_labels > 0 and result.get("type") == "classification":
                 print(f"== {task}: soft labels (weight {args.soft_labels}) against hard labels ==", flush=True)
-                compare_soft_labels(result, args.soft_labels, lambda: save(list(results.values())))
+                compare_soft_labels(result, args.soft_labels, lambda: save(list(results.values())),
+                                    max_seeds=args.soft_label_seeds)
         for task in args.tasks:
             result = results[load_task_name(ROOT / "examples" / task)]
             lost = result.get("verdict") and not result["verdict"]["synthetic_beat_seed_only"]
