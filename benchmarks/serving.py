@@ -1,19 +1,26 @@
-"""Serving speed: ONNX Runtime (our hand decode loop) fp32 / int8 / 4-bit against PyTorch eager on
-the same checkpoint, in the same run.
+"""Serving speed on this CPU: our ONNX Runtime decode loop (fp32 / int8 / 4-bit), PyTorch eager and
+llama.cpp (llama-cpp-python, GGUF Q8_0 and Q4_K_M made by llama.cpp's own converter and quantizer)
+on the same checkpoint and the same rendered prompts, in one run.
 
-- decode tokens/s: greedy continuation of open-ended prompts (PyTorch: transformers ``generate``,
-  greedy, fp32, KV cache; ONNX: ``OnnxGenerator`` with IO binding);
+- decode tokens/s: greedy continuation of exactly ``--tokens`` tokens (prefill included);
 - one-token classification latency p50/p95 (labels whose first tokens differ, so one forward pass
-  decides: PyTorch = one forward of the prompt + softmax over the label tokens);
+  decides; llama.cpp: one eval of the prompt);
+- parity of each ONNX variant against PyTorch (top-1 tokens on open prompts, labels on headlines);
 - throughput (requests/s) of classification at 1, 8 and 32 concurrent clients through the model
-  runtime, with the dynamic batcher against the same runtime with batches of one.
+  runtime of the variant the product serves, with the dynamic batcher and with batches of one.
 
-Writes benchmarks/results/serving.json (DESIGN.md "Benchmarks"). Headline: best ONNX decode tok/s
-÷ PyTorch eager decode tok/s (goal ≥ 4×).
+Every figure is the median of ``--repeats`` (≥ 5) paired repeats: each repeat runs every runtime
+once, in a rotated order, so drift in the machine's load hits all of them alike. The load average
+is recorded at the start and the end; a start above the core count is refused unless
+``--allow-contended`` (then the result says ``contended: true``).
 
-Run: python benchmarks/serving.py [--checkpoint DIR] [--threads N] [--seconds S]
-(default checkpoint: the catalog's smollm2-135m-instruct; without the catalog a tiny fine-tuned
-student is used and the result says so — its numbers say little about a real model)."""
+Writes benchmarks/results/serving.json (DESIGN.md "Benchmarks"). Headline: the served variant's
+decode tok/s (int8 when it passes the parity gate, else fp32, as the export decides) ÷ PyTorch
+eager; also ÷ llama.cpp Q4_K_M (goal ≥ 1.0).
+
+Run: python benchmarks/serving.py [--checkpoint DIR] [--threads N] [--repeats 5]
+(default checkpoint: the catalog's smollm2-135m-instruct). llama.cpp needs .venvs/llamacpp
+(scripts/build-llama-cpp.sh env, ~8 min); without it those rows are absent and the result says why."""
 
 from __future__ import annotations
 
@@ -30,9 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import machine  # noqa: E402
+from benchmarks._common import load_average, machine  # noqa: E402
 from services.common.taskspec import TaskSpec  # noqa: E402
 from services.serving.export import export_onnx  # noqa: E402
+from services.serving.gguf import GgufTools, export_gguf  # noqa: E402
 from services.serving.parity import TorchReference, check_parity  # noqa: E402
 from services.serving.quantize import quantize  # noqa: E402
 from services.serving.runtime import OnnxGenerator, OnnxModelRuntime  # noqa: E402
@@ -78,62 +86,117 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def torch_decode(reference: TorchReference, tokenizer, tokens: int, repeats: int) -> float:
-    import torch
+MIN_PARITY = 0.9  # serving.min_parity's default: below it the export refuses a variant
 
+
+def _llama_version(python: Path) -> str:
+    import subprocess
+
+    done = subprocess.run([str(python), "-c", "import llama_cpp; print(llama_cpp.__version__)"], capture_output=True,
+                          text=True, timeout=60)
+    return done.stdout.strip() or "?"
+
+
+def rendered(tokenizer, spec: TaskSpec, text: str) -> str:
     from services.common.student_format import render_prompt
 
+    return render_prompt(tokenizer, spec, text)
+
+
+def torch_decode(reference: TorchReference, tokenizer, tokens: int) -> float:
+    """One repeat: the median tokens/s over the prompts."""
+    import torch
+
     rates = []
-    for _ in range(repeats):
-        for prompt in PROMPTS:
-            ids = torch.tensor([tokenizer.encode(render_prompt(tokenizer, TEXT_SPEC, prompt), add_special_tokens=False)])
-            start = time.perf_counter()
-            with torch.inference_mode():
-                out = reference.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
-                                               min_new_tokens=tokens, do_sample=False,
-                                               pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-            rates.append((out.shape[1] - ids.shape[1]) / (time.perf_counter() - start))
+    for prompt in PROMPTS:
+        ids = torch.tensor([tokenizer.encode(rendered(tokenizer, TEXT_SPEC, prompt), add_special_tokens=False)])
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = reference.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
+                                           min_new_tokens=tokens, do_sample=False,
+                                           pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+        rates.append((out.shape[1] - ids.shape[1]) / (time.perf_counter() - start))
     return statistics.median(rates)
 
 
-def onnx_decode(generator: OnnxGenerator, tokens: int, repeats: int) -> float:
+def onnx_decode(generator: OnnxGenerator, tokens: int) -> float:
     generator.eos_ids = set()  # decode exactly ``tokens`` tokens, as min_new_tokens does for PyTorch
     rates = []
-    for _ in range(repeats):
-        for prompt in PROMPTS:
-            start = time.perf_counter()
-            prediction = generator.predict([prompt], max_tokens=tokens, constrained=False)[0]
-            rates.append(prediction.completion_tokens / (time.perf_counter() - start))
+    for prompt in PROMPTS:
+        start = time.perf_counter()
+        prediction = generator.predict([prompt], max_tokens=tokens, constrained=False)[0]
+        rates.append(prediction.completion_tokens / (time.perf_counter() - start))
     return statistics.median(rates)
 
 
-def torch_classify_ms(reference: TorchReference, generator: OnnxGenerator, repeats: int) -> list[float]:
+def torch_classify_ms(reference: TorchReference, generator: OnnxGenerator) -> list[float]:
+    """One forward pass of the prompt and a softmax over the labels' first tokens, per headline."""
     import numpy as np
     import torch
 
     first = [seq[0] for seq in generator.trie.sequences]
     times = []
-    for _ in range(repeats):
-        for text in HEADLINES:
-            start = time.perf_counter()
-            ids = generator.encode_prompt(text)
-            with torch.inference_mode():
-                logits = reference.model(torch.tensor([ids])).logits[0, -1].numpy()
-            scores = logits[first] - logits[first].max()
-            probs = np.exp(scores) / np.exp(scores).sum()
-            _ = CLASS_SPEC.labels[int(probs.argmax())]
-            times.append((time.perf_counter() - start) * 1000)
+    for text in HEADLINES:
+        start = time.perf_counter()
+        ids = generator.encode_prompt(text)
+        with torch.inference_mode():
+            logits = reference.model(torch.tensor([ids])).logits[0, -1].numpy()
+        scores = logits[first] - logits[first].max()
+        probs = np.exp(scores) / np.exp(scores).sum()
+        _ = CLASS_SPEC.labels[int(probs.argmax())]
+        times.append((time.perf_counter() - start) * 1000)
     return times
 
 
-def onnx_classify_ms(generator: OnnxGenerator, repeats: int) -> list[float]:
+def onnx_classify_ms(generator: OnnxGenerator) -> list[float]:
     times = []
-    for _ in range(repeats):
-        for text in HEADLINES:
-            start = time.perf_counter()
-            generator.predict([text])
-            times.append((time.perf_counter() - start) * 1000)
+    for text in HEADLINES:
+        start = time.perf_counter()
+        generator.predict([text])
+        times.append((time.perf_counter() - start) * 1000)
     return times
+
+
+class LlamaCpp:
+    """A llama.cpp worker process (benchmarks/_llama_cpp_worker.py) with one GGUF loaded."""
+
+    def __init__(self, python: Path, gguf: Path, threads: int) -> None:
+        import subprocess
+
+        self.process = subprocess.Popen([str(python), str(ROOT / "benchmarks" / "_llama_cpp_worker.py"), str(gguf),
+                                         str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        ready = self._read()
+        if not ready.get("ready"):
+            raise RuntimeError(f"llama.cpp worker did not start: {ready}")
+
+    def _read(self) -> dict:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"llama.cpp worker exited with {self.process.wait()}")
+        return json.loads(line)
+
+    def _ask(self, **command) -> dict:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def decode(self, tokenizer, tokens: int) -> float:
+        rates = []
+        for prompt in PROMPTS:
+            answer = self._ask(op="decode", prompt=rendered(tokenizer, TEXT_SPEC, prompt), tokens=tokens)
+            rates.append(answer["tokens"] / answer["seconds"])
+        return statistics.median(rates)
+
+    def classify_ms(self, tokenizer) -> list[float]:
+        return [self._ask(op="prefill", prompt=rendered(tokenizer, CLASS_SPEC, text))["seconds"] * 1000
+                for text in HEADLINES]
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def throughput(model_dir: Path, clients: int, seconds: float, max_batch: int) -> float:
@@ -168,11 +231,17 @@ def main() -> None:
     parser.add_argument("--checkpoint")
     parser.add_argument("--work", default=str(ROOT / ".distillery" / "bench" / "serving"))
     parser.add_argument("--tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--allow-contended", action="store_true",
+                        help="run although the load average is above the core count (the result says so)")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per core)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serving.json"))
     args = parser.parse_args()
+    load_start = load_average()
+    if load_start[0] > (os.cpu_count() or 1) and not args.allow_contended:
+        parser.error(f"load average {load_start[0]} is above the {os.cpu_count()} cores: the figures would measure "
+                     "the contention; wait for a quiet machine or pass --allow-contended")
     os.environ["DISTILLERY_SERVING_THREADS"] = str(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -185,39 +254,74 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     reference = TorchReference(checkpoint)
-    decode, classify, parity = {}, {}, {}
     text_gens = {kind: OnnxGenerator(path, TEXT_SPEC) for kind, path in dirs.items()}
     class_gens = {kind: OnnxGenerator(path, CLASS_SPEC) for kind, path in dirs.items()}
+    tokenizer = text_gens["fp32"].tokenizer
     one_step = class_gens["fp32"].trie.one_step
-    decode["pytorch_eager"] = torch_decode(reference, text_gens["fp32"].tokenizer, args.tokens, args.repeats)
-    torch_ms = torch_classify_ms(reference, class_gens["fp32"], args.repeats)
-    classify["pytorch_eager"] = {"p50": percentile(torch_ms, 0.5), "p95": percentile(torch_ms, 0.95)}
-    for kind in dirs:
-        parity[kind] = {
-            "text_top1": check_parity(reference, text_gens[kind], TEXT_SPEC, [(p, "") for p in PROMPTS]).agreement,
-            "labels": check_parity(reference, class_gens[kind], CLASS_SPEC, [(h, "") for h in HEADLINES]).agreement}
-        decode[f"onnx_{kind}"] = onnx_decode(text_gens[kind], args.tokens, args.repeats)
-        ms = onnx_classify_ms(class_gens[kind], args.repeats)
-        classify[f"onnx_{kind}"] = {"p50": percentile(ms, 0.5), "p95": percentile(ms, 0.95)}
-        print(kind, decode[f"onnx_{kind}"], classify[f"onnx_{kind}"], parity[kind], file=sys.stderr)
+    parity = {kind: {
+        "text_top1": check_parity(reference, text_gens[kind], TEXT_SPEC, [(p, "") for p in PROMPTS]).agreement,
+        "labels": check_parity(reference, class_gens[kind], CLASS_SPEC, [(h, "") for h in HEADLINES]).agreement}
+        for kind in dirs}
+    threads = args.threads or os.cpu_count() or 1
+    llama: dict[str, LlamaCpp] = {}
+    llama_note = ""
+    tools = GgufTools.from_env()
+    if tools.missing_quantizer():
+        llama_note = tools.missing_quantizer()
+    else:
+        for made in export_gguf(checkpoint, work / model_name.split(" ")[0] / "gguf", ["q8_0", "q4_k_m"], tools):
+            if made.path is None:
+                llama_note += f"{made.quantization}: {made.error}; "
+            else:
+                llama[f"llama_cpp_{made.quantization}"] = LlamaCpp(tools.runtime, made.path, threads)
+    decoders = {"pytorch_eager": lambda r=reference: torch_decode(r, tokenizer, args.tokens),
+                **{f"onnx_{kind}": (lambda g=gen: onnx_decode(g, args.tokens)) for kind, gen in text_gens.items()},
+                **{name: (lambda w=worker: w.decode(tokenizer, args.tokens)) for name, worker in llama.items()}}
+    classifiers = {"pytorch_eager": lambda r=reference: torch_classify_ms(r, class_gens["fp32"]),
+                   **{f"onnx_{kind}": (lambda g=gen: onnx_classify_ms(g)) for kind, gen in class_gens.items()},
+                   **{name: (lambda w=worker: w.classify_ms(tokenizer)) for name, worker in llama.items()}}
+    for fn in (*decoders.values(), *classifiers.values()):  # warm-up: first calls allocate and compile
+        fn()
+    names = list(decoders)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(args.repeats):  # paired: every runtime once per repeat, the order rotated
+        order = names[repeat % len(names):] + names[:repeat % len(names)]
+        for name in order:
+            rates[name].append(decoders[name]())
+            latencies[name] += classifiers[name]()
+        print(f"repeat {repeat + 1}/{args.repeats}: " + ", ".join(f"{n} {rates[n][-1]:.1f}" for n in names),
+              file=sys.stderr)
+    for worker in llama.values():
+        worker.close()
+    decode = {name: statistics.median(values) for name, values in rates.items()}
+    classify = {name: {"p50": percentile(ms, 0.5), "p95": percentile(ms, 0.95)} for name, ms in latencies.items()}
+    decoders.clear(), classifiers.clear()  # they hold the PyTorch model
     del reference
-    best = max((k for k in dirs), key=lambda k: decode[f"onnx_{k}"])
-    served = "int4" if parity["int4"]["labels"] >= 0.9 else "fp32"
+    # What the export deploys with the default settings: int8 when it passes the parity gate.
+    served = "int8" if parity["int8"]["labels"] >= MIN_PARITY and parity["int8"]["text_top1"] >= MIN_PARITY else "fp32"
     batched = {str(c): throughput(dirs[served], c, args.seconds, 8) for c in (1, 8, 32)}
     unbatched = {str(c): throughput(dirs[served], c, args.seconds, 1) for c in (1, 8, 32)}
+    load_end = load_average()
+    q4 = decode.get("llama_cpp_q4_k_m")
     result = {
         "name": "serving",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
+        "load_average": {"start": load_start, "end": load_end},
+        "contended": max(load_start[0], load_end[0]) > (os.cpu_count() or 1),
         "model": model_name,
         "baseline": {"what": "PyTorch eager decode (transformers generate, greedy, fp32, KV cache), same model, "
-                             "same run", "value": round(decode["pytorch_eager"], 2), "unit": "tokens/s"},
-        "value": round(decode[f"onnx_{best}"], 2),
+                             "same prompts, same run", "value": round(decode["pytorch_eager"], 2), "unit": "tokens/s"},
+        "value": round(decode[f"onnx_{served}"], 2),
         "unit": "tokens/s",
-        "ratio": round(decode[f"onnx_{best}"] / decode["pytorch_eager"], 2),
-        "value_variant": best,
-        "goal": ">= 4x PyTorch eager",
+        "ratio": round(decode[f"onnx_{served}"] / decode["pytorch_eager"], 2),
+        "value_variant": f"onnx_{served} (the variant the export serves: int8 when it passes parity {MIN_PARITY})",
+        "ratio_vs_llama_cpp_q4_k_m": round(decode[f"onnx_{served}"] / q4, 2) if q4 else None,
+        "goal": ">= 1.0x llama.cpp Q4_K_M decode on the same threads; classification p50 <= 30 ms",
+        "llama_cpp": llama_note.strip() or "llama-cpp-python " + _llama_version(tools.runtime),
         "decode_tokens_per_s": {k: round(v, 2) for k, v in decode.items()},
+        "decode_tokens_per_s_repeats": {k: [round(x, 2) for x in v] for k, v in rates.items()},
         "decode_ratio_vs_pytorch": {k: round(v / decode["pytorch_eager"], 2) for k, v in decode.items()},
         "classification_ms": {k: {q: round(v, 2) for q, v in d.items()} for k, d in classify.items()},
         "classification_one_forward_pass": one_step,
@@ -226,10 +330,10 @@ def main() -> None:
         "parity": parity,
         "throughput_requests_per_s": {"variant": served, "batched_max8": {k: round(v, 2) for k, v in batched.items()},
                                       "unbatched": {k: round(v, 2) for k, v in unbatched.items()},
-                                      "batched_ratio": {k: round(batched[k] / unbatched[k], 2) for k in batched}},
+                                      "batched_ratio": {k: round(batched[k] / unbatched[k], 2) for k in batched},
+                                      "32_vs_1_clients": round(batched["32"] / batched["1"], 2)},
         "settings": {"tokens": args.tokens, "repeats": args.repeats, "seconds_per_level": args.seconds,
-                     "intra_op_threads": args.threads or "ort default", "prompts": len(PROMPTS),
-                     "headlines": len(HEADLINES)},
+                     "threads": threads, "prompts": len(PROMPTS), "headlines": len(HEADLINES)},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
