@@ -60,7 +60,9 @@ bench-validation: setup
 bench-training: setup
 	$(CORE) benchmarks/training.py
 
+# llama.cpp (the engine compared side by side) is compiled into .venvs/llamacpp on first use (~8 min).
 bench-serving: setup
+	scripts/build-llama-cpp.sh env
 	$(CORE) benchmarks/serving.py
 
 bench-quality: setup
