@@ -210,7 +210,7 @@ class _Relevance:
     Character n-grams, so that "phone" meets "phones"; still a vocabulary check: it drops noise,
     not a neighbouring topic."""
 
-    CHUNK = 1024  # traces compared at a time: bounds the dense block to CHUNK × len(traces)
+    BLOCK_CELLS = 20_000_000  # similarities held at once (~160 MB of float64): rows per block follow from it
 
     def __init__(self, references: list[str], texts: list[str]) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -230,8 +230,9 @@ class _Relevance:
         neighbour = np.zeros(n)
         if len(on_task):
             anchors = self.texts[on_task].T.tocsr()
-            for lo in range(0, n, self.CHUNK):
-                block = (self.texts[lo:lo + self.CHUNK] @ anchors).toarray()
+            chunk = max(16, self.BLOCK_CELLS // len(on_task))
+            for lo in range(0, n, chunk):
+                block = (self.texts[lo:lo + chunk] @ anchors).toarray()
                 rows = np.arange(lo, lo + block.shape[0])
                 block[np.isin(rows, on_task)[:, None] & (rows[:, None] == on_task[None, :])] = 0.0  # not itself
                 neighbour[lo:lo + block.shape[0]] = block.max(axis=1)
