@@ -125,4 +125,5 @@ def test_traces_are_curated_relabelled_by_the_real_teacher_and_become_the_jobs_s
     assert not {r["input"] for r in seeds} & {r["input"] for r in test}  # no test row is a seed
     # the teacher-labelled test set is said plainly, and the CLI says what the traces became
     assert any("labelled by the teacher" in w for w in job.warnings)
-    assert traces_line(job).startswith(f"traces: {TRACES + 4} read -> {summary['seeds']} seeds, {summary['test']} test")
+    assert traces_line(job).startswith(
+        f"traces: {TRACES + 4} read -> {int(summary['seeds'])} seeds, {int(summary['test'])} test")
