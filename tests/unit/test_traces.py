@@ -1,6 +1,6 @@
 """Production traces: the file formats read (and the errors for lines that are not traces), the
 curation (duplicates, near copies, seed copies, test leaks, off-topic), the committee vote and the
-leak-free split. The teacher's real answers go through tests/integration/test_traces.py; here the
+leak-free split. The teacher's real answers go through tests/integration/test_traces_service.py; here the
 answers are given so that each decision rule is pinned."""
 
 from __future__ import annotations
