@@ -193,5 +193,5 @@ def test_a_task_folder_with_three_seeds_gets_one_line_from_the_cli() -> None:
                          text=True, timeout=60, cwd=REPO)
     assert out.returncode == 1
     assert out.stderr.strip() == ("distillery: seeds.jsonl: has 3 seed example(s); at least 10 are needed so the "
-                                  "teacher sees the task's variety (10-50 is typical)")
+                                  "teacher sees the task's variety (10-50 is typical), or give a traces.jsonl")
     assert "Traceback" not in out.stderr
