@@ -69,6 +69,11 @@ def dumps(row: Any) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
 
 
+def jsonl_bytes(rows: Iterable[Any]) -> bytes:
+    """Rows as a JSONL file's bytes (one ``dumps`` line each), for ArtifactStore.put_bytes."""
+    return "".join(dumps(row) + "\n" for row in rows).encode("utf-8")
+
+
 class JsonlAppender:
     """Appends rows durably: ``write_batch`` returns only after the rows are on disk."""
 

@@ -138,7 +138,7 @@ def parse_trace(spec: TaskSpec, row: Any, file: str, line: int) -> Trace:
         input_text, answer = _split(spec, _messages(row["request"].get("messages"), file, line, field),
                                     file, line, field)
         response = _response_message(row, file, line)
-        answer_field = "response.choices[0].message" if response is not None else answer_field_of(answer)
+        answer_field = "response.choices[0].message" if response is not None else "request.messages[-1]"
         answer = response if response is not None else answer
     else:
         raise TaskFolderError(file, 'a trace needs "messages" or "request": {"messages": [...]}', line, "messages")
@@ -155,10 +155,6 @@ def parse_trace(spec: TaskSpec, row: Any, file: str, line: int) -> Trace:
         except OutputError as exc:
             trace.answer_error = str(exc)
     return trace
-
-
-def answer_field_of(answer: dict[str, Any] | None) -> str:
-    return "request.messages[-1]" if answer is not None else ""
 
 
 def read_traces(spec: TaskSpec, path: Path, name: str = TRACES_FILE) -> list[Trace]:

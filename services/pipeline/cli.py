@@ -22,7 +22,7 @@ from services.common.client import OperationsClient, open_channel, operation_met
 from services.common.config import ClientSecurity, default_home
 from services.common.convert import artifact_to_proto, struct_from, struct_to_dict, task_to_proto
 from services.common.errors import DistilleryError
-from services.common.jsonl import dumps
+from services.common.jsonl import jsonl_bytes
 from services.common.taskspec import TASK_TYPES, TaskBundle, load_task
 from services.common.traces import TRACES_FILE
 from services.pipeline.local_security import client_env
@@ -95,18 +95,15 @@ def _parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
 
 def upload_task(bundle: TaskBundle, store: ArtifactStore) -> dict[str, Artifact]:
     """Put the task's data into the store under a content-addressed prefix."""
-    def jsonl(rows: list[dict[str, Any]]) -> bytes:
-        return "".join(dumps(row) + "\n" for row in rows).encode()
-
     files: dict[str, bytes] = {}
     if bundle.seeds or not bundle.traces:
-        files["seeds"] = jsonl([ex.to_dict() for ex in bundle.seeds])
+        files["seeds"] = jsonl_bytes([ex.to_dict() for ex in bundle.seeds])
     if bundle.test or not bundle.traces:
-        files["test"] = jsonl([ex.to_dict() for ex in bundle.test])
+        files["test"] = jsonl_bytes([ex.to_dict() for ex in bundle.test])
     if bundle.traces:  # as the user wrote it: the pipeline's traces stage reads the file itself
         files["traces"] = (bundle.root / TRACES_FILE).read_bytes()
     if bundle.context:
-        files["context"] = jsonl([{"text": text} for text in bundle.context])
+        files["context"] = jsonl_bytes([{"text": text} for text in bundle.context])
     digest = hashlib.sha256(b"".join(files.values())).hexdigest()[:16]
     return {name: store.put_bytes(f"inputs/{bundle.spec.name}-{digest}/{name}.jsonl", data)
             for name, data in files.items()}

@@ -15,6 +15,7 @@ from services.common.atomic import write_json_atomic
 from services.common.enums import CandidateKind, ModelFormat, Quantization, quantization
 from services.common.errors import Cancelled, DistilleryError, FailedPrecondition, InvalidArgument
 from services.common.jobs import OperationContext
+from services.common.jsonl import jsonl_bytes
 from services.common.taskspec import TaskSpec
 from services.pipeline.calls import (
     CandidateCall,
@@ -67,10 +68,6 @@ DEFAULT_MIN_ROWS_PER_LABEL = 5
 CANDIDATE_NAMES = ("teacher", "student", "base-student", "seed-only-student")
 RETRY_HINT = "fix the cause, then rerun the same `distillery run` command (or `distillery retry JOB`): " \
              "finished stages are not redone"
-
-
-def _jsonl(rows: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
 
 
 def deep_merge(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -264,9 +261,6 @@ class DistillationRunner:
         """Production traces → seeds (and the test set without a test.jsonl): curated, relabelled by
         the teacher (a committee where it disagrees with itself), split without leakage. Runs in the
         pipeline; only the relabelling goes to the generator (its Label RPC)."""
-        import tempfile
-        from pathlib import Path
-
         from services.common.taskspec import Example
         from services.common.traces import read_traces
 
@@ -280,10 +274,7 @@ class DistillationRunner:
         self.state.state = RUNNING
         self._save()
         settings = TracesSettings.from_section(self.settings.get("traces"))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "traces.jsonl"
-            path.write_bytes(self.ctx.store.read_bytes(source))
-            traces = read_traces(self.spec, path)
+        traces = read_traces(self.spec, self.ctx.store.local_path(source))
         seeds = [Example.from_dict(r) for r in self._rows_of("seeds")]
         test = [Example.from_dict(r) for r in self._rows_of("test")]
         kept, report = curate(self.spec, traces, seeds, test, settings)
@@ -315,11 +306,11 @@ class DistillationRunner:
         labelled = relabel(self.spec, kept, label, settings, report, progress)
         split(self.spec, labelled, len(seeds), bool(test), settings, report)
         prefix = self._prefix("traces")
-        artifacts = {"seeds": self.ctx.store.put_bytes(f"{prefix}/seeds.jsonl", _jsonl(
+        artifacts = {"seeds": self.ctx.store.put_bytes(f"{prefix}/seeds.jsonl", jsonl_bytes(
             [s.to_dict() for s in seeds] + [s.to_dict() for s in report.seeds]))}
         if not test:
             artifacts["test"] = self.ctx.store.put_bytes(f"{prefix}/test.jsonl",
-                                                         _jsonl([t.to_dict() for t in report.test]))
+                                                         jsonl_bytes([t.to_dict() for t in report.test]))
         artifacts["report"] = self.ctx.store.put_json(f"{prefix}/report.json",
                                                       {**report.summary(), "dropped_rows": report.dropped})
         summary = report.summary()

@@ -254,7 +254,7 @@ def relabel(spec: TaskSpec, traces: list[Trace], label: LabelFn, settings: Trace
     rows = [Example(input=t.input, output="", context=t.context, metadata={"line": t.line}) for t in traces]
     if not rows:
         return []
-    total = 1 + settings.committee_size - 1
+    total = settings.committee_size  # teacher passes at most: greedy, one sample, the committee's rest
     votes: list[list[str]] = [[a] for a in label(rows, 0.0, settings.random_seed)]
     progress(1, total)
     for i, answer in enumerate(label(rows, settings.committee_temperature, settings.random_seed + 1)):

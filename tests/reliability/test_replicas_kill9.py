@@ -32,6 +32,7 @@ from google.longrunning import operations_pb2
 from services.common.artifacts import Artifact, ArtifactStore
 from services.common.client import OperationsClient
 from services.common.convert import artifact_to_proto, struct_from, task_to_proto
+from services.common.jsonl import jsonl_bytes
 from services.common.operations import open_operation_store
 from services.common.taskspec import load_task
 from services.trainer.checkpoint import list_checkpoints
@@ -57,6 +58,11 @@ def shared_home(tmp_path: Path, postgres_server, model_cache: Path) -> tuple[Pat
 def _replicas(service: str, python: Path | None, home: Path, env: dict[str, str]) -> list[ServiceProcess]:
     return [start_service_process(service, python, home, port=free_port(), extra_env=env, timeout=300,
                                   label=f"{service}-{name}") for name in ("a", "b")]
+
+
+def _put_examples(store: ArtifactStore, key: str, examples: list) -> Artifact:
+    """Task examples as a JSONL artifact of input/output rows."""
+    return store.put_bytes(key, jsonl_bytes({"input": e.input, "output": e.output} for e in examples))
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -89,8 +95,7 @@ def test_a_generation_survives_the_kill9_of_its_replica(shared_home) -> None:
     home, env = shared_home
     bundle = load_task(REPO / "examples" / "news-topic")
     store = ArtifactStore(env["DISTILLERY_STORE_URL"])
-    seeds = store.put_bytes("inputs/seeds.jsonl", "".join(
-        json.dumps({"input": s.input, "output": s.output}) + "\n" for s in bundle.seeds).encode())
+    seeds = _put_examples(store, "inputs/seeds.jsonl", bundle.seeds)
     a, b = _replicas("generator", vllm_python(), home, env)
     try:
         request = generator_pb2.StartGenerationRequest(task=task_to_proto(bundle.spec), seeds=artifact_to_proto(seeds),
@@ -133,10 +138,8 @@ def test_a_sharded_generation_runs_on_both_replicas_and_merges_every_row_once(sh
     home, env = shared_home
     bundle = load_task(REPO / "examples" / "news-topic")
     store = ArtifactStore(env["DISTILLERY_STORE_URL"])
-    seeds = store.put_bytes("inputs/seeds.jsonl", "".join(
-        json.dumps({"input": s.input, "output": s.output}) + "\n" for s in bundle.seeds).encode())
-    test = store.put_bytes("inputs/test.jsonl", "".join(
-        json.dumps({"input": s.input, "output": s.output}) + "\n" for s in bundle.test[:5]).encode())
+    seeds = _put_examples(store, "inputs/seeds.jsonl", bundle.seeds)
+    test = _put_examples(store, "inputs/test.jsonl", bundle.test[:5])
     a, b = _replicas("generator", vllm_python(), home, env)
     pipeline = None
     try:
@@ -176,8 +179,7 @@ def test_a_training_survives_the_kill9_of_its_replica(shared_home) -> None:
     home, env = shared_home
     bundle = load_task(REPO / "examples" / "news-topic")
     store = ArtifactStore(env["DISTILLERY_STORE_URL"])
-    seeds = store.put_bytes("inputs/seeds.jsonl", "".join(
-        json.dumps({"input": s.input, "output": s.output}) + "\n" for s in bundle.seeds).encode())
+    seeds = _put_examples(store, "inputs/seeds.jsonl", bundle.seeds)
     a, b = _replicas("trainer", None, home, env)
     try:
         config = {"max_steps": TRAIN_STEPS, "batch_size": 4, "max_seq_len": 128, "checkpoint_every_steps": 2,
