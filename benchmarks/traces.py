@@ -12,7 +12,8 @@ human-labelled test rows), with the real services as local processes:
    than the old model: what is measured is curation, the teacher committee, the synthetic rows and
    the training recipe. The answered traces are written as logged request/response pairs.
 2. **raw**: every trace with its old answer is a training row, as it is (no relabelling, no
-   curation; only exact duplicate inputs are kept once, since a task folder refuses duplicate seeds). The student trained on exactly those rows is the job's seed-only student — the
+   curation; only duplicate inputs are kept once and the test set's own rows left out, since a task
+   folder refuses both as seeds). The student trained on exactly those rows is the job's seed-only student — the
    fair baseline's recipe: at least as many optimizer steps as a distilled student, stopped when
    the training loss stops falling. (The job runs as a task whose seeds are those rows, with
    ``generation.target_count`` 1; the seed-only student never sees the one synthetic row.)
@@ -87,7 +88,7 @@ def old_answers(traces_file: Path, labels: list[str], cache: Path) -> list[dict]
 def write_arms(work: Path, answered: list[dict]) -> tuple[Path, Path, dict]:
     """The two task folders: ``ours`` (the answered traces beside the task's test set) and ``raw``
     (every answered trace as a training row). Returns them and what the old answers were."""
-    from services.common.taskspec import load_task
+    from services.common.taskspec import load_task, normalize_text
     from services.common.traces import read_traces
 
     ours, raw = work / "news-topic-traces-answered", work / "news-topic-raw-traces"
@@ -100,15 +101,25 @@ def write_arms(work: Path, answered: list[dict]) -> tuple[Path, Path, dict]:
     spec = load_task(ours).spec
     traces = read_traces(spec, ours / "traces.jsonl")
     usable = [t for t in traces if t.answer is not None]
-    # A task folder refuses duplicate seeds, so the raw arm keeps each exact input once (the
-    # first answer); near copies, off-topic traces and wrong answers stay.
-    distinct = list({t.input: t for t in reversed(usable)}.values())[::-1]
+    # A task folder refuses duplicate seeds and seeds that are test rows, so the raw arm keeps each
+    # input once (the first answer) and leaves out the test set's own rows (training on them would
+    # inflate the baseline); near copies, off-topic traces and wrong answers stay.
+    test_keys = {normalize_text(ex.context + " " + ex.input) for ex in load_task(ours).test}
+    distinct, seen, leaks = [], set(), 0
+    for trace in usable:
+        key = normalize_text(" " + trace.input)
+        if key in test_keys:
+            leaks += 1
+        elif key not in seen:
+            seen.add(key)
+            distinct.append(trace)
     (raw / "task.yaml").write_text(task_yaml.replace("name: news-topic-traces", "name: news-topic-raw-traces"))
     (raw / "seeds.jsonl").write_text("".join(json.dumps({"input": t.input, "output": t.answer}) + "\n"
                                              for t in distinct))
     gold = {t.line: row.get("source", "").split("/")[1] for t, row in zip(traces, answered) if "/" in row.get("source", "")}
     correct = sum(1 for t in usable if gold.get(t.line) == t.answer)
     summary = {"traces": len(traces), "with_valid_answer": len(usable), "raw_rows": len(distinct),
+               "raw_left_out": {"duplicates": len(usable) - len(distinct) - leaks, "test_rows": leaks},
                "distinct_inputs": len({t.input for t in traces}),
                "old_answer_accuracy": round(correct / len(usable), 4) if usable else None,
                "old_answer_labels": {label: sum(t.answer == label for t in usable) for label in spec.labels}}

@@ -1,5 +1,5 @@
-"""The traces benchmark's arms: the raw arm trains on every answered trace as it is (exact
-duplicates once, answers that are not labels left out and counted), the ours arm gets the answered traces as
+"""The traces benchmark's arms: the raw arm trains on every answered trace as it is (duplicates
+once and test rows left out, answers that are not labels left out and counted), the ours arm gets the answered traces as
 logged request/response pairs, the old answers' accuracy is taken from the articles' categories,
 and ours − raw pairs the same training seed on the same test rows."""
 from __future__ import annotations
@@ -26,15 +26,18 @@ def test_arms_from_answered_traces(tmp_path: Path) -> None:
                 _trace("Shares fell after the earnings call.", "bbcnews/business/001.txt", "business"),
                 _trace("The striker scored twice.", "bbcnews/sport/002.txt", "politics"),
                 _trace("A new phone chip.", "bbcnews/tech/003.txt", "gadgets")]
+    test_row = json.loads((bench.TASK / "test.jsonl").read_text().splitlines()[5])
+    answered.append(_trace(test_row["input"], "bbcnews/sport/999.txt", "sport"))
     answered += [_trace(f"Film number {i} wins an award.", f"bbcnews/entertainment/{i:03d}.txt", "entertainment")
                  for i in range(10)]
     ours, raw, summary = bench.write_arms(tmp_path, answered)
 
-    assert summary["traces"] == 14 and summary["with_valid_answer"] == 13 and summary["distinct_inputs"] == 13
-    assert summary["old_answer_accuracy"] == pytest.approx(12 / 13, abs=1e-4)
+    assert summary["traces"] == 15 and summary["with_valid_answer"] == 14 and summary["distinct_inputs"] == 14
+    assert summary["old_answer_accuracy"] == pytest.approx(13 / 14, abs=1e-4)
     assert summary["old_answer_labels"]["business"] == 2 and summary["old_answer_labels"]["politics"] == 1
     seeds = [json.loads(line) for line in (raw / "seeds.jsonl").read_text().splitlines()]
-    assert summary["raw_rows"] == 12  # the exact duplicate once
+    assert summary["raw_rows"] == 12  # the duplicate once, the test row left out
+    assert summary["raw_left_out"] == {"duplicates": 1, "test_rows": 1}
     assert seeds[:2] == [{"input": "Shares fell after the earnings call.", "output": "business"},
                          {"input": "The striker scored twice.", "output": "politics"}]
     raw_bundle, ours_bundle = load_task(raw), load_task(ours)
