@@ -1,6 +1,7 @@
-"""Serving speed on this CPU: our ONNX Runtime decode loop (fp32 / int8 / 4-bit), PyTorch eager and
-llama.cpp (llama-cpp-python, GGUF Q8_0 and Q4_K_M made by llama.cpp's own converter and quantizer)
-on the same checkpoint and the same rendered prompts, in one run.
+"""Serving speed on this CPU: our ONNX Runtime decode loop (fp32 / int8 / 4-bit), PyTorch eager,
+onnxruntime-genai (its model builder's fp32 and int4 graphs, its own C++ loop; benchmarks/_genai.py)
+and llama.cpp (llama-cpp-python, GGUF Q8_0 and Q4_K_M made by llama.cpp's own converter and
+quantizer) on the same checkpoint and the same rendered prompts, in one run.
 
 - decode tokens/s: greedy continuation of exactly ``--tokens`` tokens (prefill included);
 - one-token classification latency p50/p95 (labels whose first tokens differ, so one forward pass
@@ -37,11 +38,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import _genai  # noqa: E402
 from benchmarks._common import load_average, machine  # noqa: E402
 from services.common.taskspec import TaskSpec  # noqa: E402
 from services.serving.export import export_onnx  # noqa: E402
 from services.serving.gguf import GgufTools, export_gguf  # noqa: E402
-from services.serving.parity import TorchReference, check_parity  # noqa: E402
+from services.serving.parity import TEXT_TOKENS, TorchReference, check_parity  # noqa: E402
 from services.serving.quantize import quantize  # noqa: E402
 from services.serving.runtime import OnnxGenerator, OnnxModelRuntime  # noqa: E402
 
@@ -155,6 +157,31 @@ def onnx_classify_ms(generator: OnnxGenerator) -> list[float]:
         generator.predict([text])
         times.append((time.perf_counter() - start) * 1000)
     return times
+
+
+def genai_parity(reference: TorchReference, model: _genai.GenaiModel, prompt_ids: list[list[int]],
+                 classifier: OnnxGenerator, first_tokens: list[int], eos: set[int]) -> dict[str, float]:
+    """The same two agreements as our variants' (check_parity): top-1 tokens along PyTorch's greedy
+    continuation of the open prompts, and labels on the headlines (one forward pass each side)."""
+    agree = total = 0
+    for ids in prompt_ids:
+        continuation = reference.greedy(ids, TEXT_TOKENS, eos)
+        full = ids + continuation
+        top = reference.logits(full)[len(ids) - 1:len(full) - 1].argmax(-1)
+        same, positions = model.top1_agreement(ids, continuation, top)
+        agree, total = agree + same, total + positions
+    labels = 0
+    for text in HEADLINES:
+        ids = classifier.encode_prompt(text)
+        torch_choice = int(reference.logits(ids)[-1][first_tokens].argmax())
+        labels += int(model.first_token_label(ids, first_tokens)[0] == torch_choice)
+    return {"text_top1": agree / max(1, total), "labels": labels / len(HEADLINES)}
+
+
+def _genai_version() -> str:
+    import onnxruntime_genai
+
+    return getattr(onnxruntime_genai, "__version__", "?")
 
 
 class LlamaCpp:
@@ -274,12 +301,26 @@ def main() -> None:
                 llama_note += f"{made.quantization}: {made.error}; "
             else:
                 llama[f"llama_cpp_{made.quantization}"] = LlamaCpp(tools.runtime, made.path, threads)
+    genai: dict[str, _genai.GenaiModel] = {}
+    genai_note = _genai.available()
+    if not genai_note:
+        for kind in _genai.VARIANTS:
+            folder = _genai.build(checkpoint, work / model_name.split(" ")[0] / f"genai-{kind}", kind, threads)
+            genai[f"onnxruntime_genai_{kind}"] = _genai.GenaiModel(folder)
+    prompt_ids = [tokenizer.encode(rendered(tokenizer, TEXT_SPEC, p), add_special_tokens=False) for p in PROMPTS]
+    first_tokens = [seq[0] for seq in class_gens["fp32"].trie.sequences]
+    for name, model in genai.items():
+        parity[name.removeprefix("onnxruntime_")] = genai_parity(reference, model, prompt_ids, class_gens["fp32"],
+                                                                 first_tokens, text_gens["fp32"].eos_ids)
     decoders = {"pytorch_eager": lambda r=reference: torch_decode(r, tokenizer, args.tokens),
                 **{f"onnx_{kind}": (lambda g=gen: onnx_decode(g, args.tokens)) for kind, gen in text_gens.items()},
-                **{name: (lambda w=worker: w.decode(tokenizer, args.tokens)) for name, worker in llama.items()}}
+                **{name: (lambda w=worker: w.decode(tokenizer, args.tokens)) for name, worker in llama.items()},
+                **{name: (lambda m=model: m.decode(prompt_ids, args.tokens)) for name, model in genai.items()}}
     classifiers = {"pytorch_eager": lambda r=reference: torch_classify_ms(r, class_gens["fp32"]),
                    **{f"onnx_{kind}": (lambda g=gen: onnx_classify_ms(g)) for kind, gen in class_gens.items()},
-                   **{name: (lambda w=worker: w.classify_ms(tokenizer)) for name, worker in llama.items()}}
+                   **{name: (lambda w=worker: w.classify_ms(tokenizer)) for name, worker in llama.items()},
+                   **{name: (lambda m=model: [m.first_token_label(class_gens["fp32"].encode_prompt(h), first_tokens)[1]
+                                               for h in HEADLINES]) for name, model in genai.items()}}
     for fn in (*decoders.values(), *classifiers.values()):  # warm-up: first calls allocate and compile
         fn()
     names = list(decoders)
@@ -320,6 +361,8 @@ def main() -> None:
         "ratio_vs_llama_cpp_q4_k_m": round(decode[f"onnx_{served}"] / q4, 2) if q4 else None,
         "goal": ">= 1.0x llama.cpp Q4_K_M decode on the same threads; classification p50 <= 30 ms",
         "llama_cpp": llama_note.strip() or "llama-cpp-python " + _llama_version(tools.runtime),
+        "onnxruntime_genai": genai_note or "onnxruntime-genai " + _genai_version() + " (model builder: fp32; int4 "
+                             + " ".join(_genai.VARIANTS["int4"][1]) + ")",
         "decode_tokens_per_s": {k: round(v, 2) for k, v in decode.items()},
         "decode_tokens_per_s_repeats": {k: [round(x, 2) for x in v] for k, v in rates.items()},
         "decode_ratio_vs_pytorch": {k: round(v / decode["pytorch_eager"], 2) for k, v in decode.items()},

@@ -21,12 +21,16 @@ human-labelled test rows), with the real services as local processes:
    generation, validation, training). Its seed-only student — curated, relabelled traces without
    synthetic rows — is reported too, as an ablation.
 
+With ``--with-seeds`` the same two arms run again for a user who also has a few labelled examples:
+news-topic's 20 gold seeds beside the traces (ours: seeds.jsonl in the folder, so the teacher
+relabels few-shot; raw: the gold seeds added to the raw rows).
+
 Both arms are scored on the same test rows; ours − raw carries a paired bootstrap 95% interval,
 pooled over ``--train-seeds`` training seeds (retunes on the same rows). Each arm's job is saved
 as soon as it ends, and a rerun re-attaches to finished jobs (same request ids), so a stopped run
 resumes. Writes benchmarks/results/traces.json and prints the README's lines.
 
-    .venvs/core/bin/python benchmarks/traces.py [--train-seeds 1]
+    .venvs/core/bin/python benchmarks/traces.py [--train-seeds 1] [--with-seeds]
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 from datetime import datetime, timezone
@@ -47,6 +52,7 @@ from benchmarks.quality import BENCH_PORTS, read_predictions, repeat_training, r
 
 RESULTS_FILE = RESULTS / "traces.json"
 TASK = ROOT / "examples" / "news-topic-traces"
+GOLD_SEEDS = ROOT / "examples" / "news-topic" / "seeds.jsonl"  # 20 human-labelled rows, none a trace
 OLD_MODEL = "gemma3-270m"
 # Complete requests carry at most this many prompts (the generator's MAX_PROMPTS is higher).
 ANSWER_BATCH = 32
@@ -126,6 +132,27 @@ def write_arms(work: Path, answered: list[dict]) -> tuple[Path, Path, dict]:
     return ours, raw, summary
 
 
+def write_seeded_arms(work: Path, ours: Path, raw: Path) -> tuple[Path, Path]:
+    """The same two arms for a user who also has a few labelled examples (traces *beside* seeds):
+    news-topic's 20 gold seeds join the ours folder, and the raw arm's rows (the old answers, as
+    they are, plus the gold seeds)."""
+    from services.common.taskspec import normalize_text
+
+    gold = [json.loads(line) for line in GOLD_SEEDS.read_text().splitlines() if line.strip()]
+    seeded_ours, seeded_raw = work / "news-topic-traces-seeds", work / "news-topic-raw-traces-seeds"
+    shutil.copytree(ours, seeded_ours, dirs_exist_ok=True)
+    shutil.copytree(raw, seeded_raw, dirs_exist_ok=True)
+    for folder, name in ((seeded_ours, "news-topic-traces-seeds"), (seeded_raw, "news-topic-raw-traces-seeds")):
+        task_yaml = (folder / "task.yaml").read_text()
+        (folder / "task.yaml").write_text(re.sub(r"(?m)^name: .*$", f"name: {name}", task_yaml))
+    shutil.copy(GOLD_SEEDS, seeded_ours / "seeds.jsonl")
+    gold_keys = {normalize_text(" " + row["input"]) for row in gold}
+    raw_rows = [json.loads(line) for line in (raw / "seeds.jsonl").read_text().splitlines() if line.strip()]
+    rows = gold + [r for r in raw_rows if normalize_text(" " + r["input"]) not in gold_keys]
+    (seeded_raw / "seeds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return seeded_ours, seeded_raw
+
+
 def compare_arms(ours: dict, raw: dict, ours_candidate: str = "student") -> dict | None:
     """``ours_candidate`` of the ours job − the raw job's seed-only student, pooled over the
     training seeds both arms finished (same seed paired, same test rows)."""
@@ -157,19 +184,23 @@ def compare_arms(ours: dict, raw: dict, ours_candidate: str = "student") -> dict
 
 
 def summary_lines(result: dict) -> list[str]:
-    head, ablation, old = result.get("comparison"), result.get("ablation"), result["old_answers"]
+    old = result.get("old_answers")
+    if not old:
+        return []
     lines = [f"old model ({OLD_MODEL}, the trace's own prompt, constrained to the labels): "
              f"{old['with_valid_answer']}/{old['traces']} traces answered, "
              f"{old['old_answer_accuracy']:.3f} of them right by the articles' BBC categories"]
-    if head:
-        lines.append(f"ours (traces → curated, relabelled + synthetic) {_mean(head['ours']):.3f} vs "
-                     f"raw traces {_mean(head['raw']):.3f} {head['metric']} over {head['runs']} training seed(s), "
-                     f"n={head['n']}: {head['delta']:+.3f} [{head['low']:+.3f}, {head['high']:+.3f}] "
-                     f"({head['verdict']})")
-    if ablation:
-        lines.append(f"curated, relabelled traces alone (no synthetic rows) {_mean(ablation['ours']):.3f}: "
-                     f"{ablation['delta']:+.3f} [{ablation['low']:+.3f}, {ablation['high']:+.3f}] vs raw "
-                     f"({ablation['verdict']})")
+    for suffix, setting in (("", "traces only"), ("_seeds", "traces beside 20 gold seeds")):
+        head, ablation = result.get("comparison" + suffix), result.get("ablation" + suffix)
+        if head:
+            lines.append(f"{setting}: ours (curated, relabelled + synthetic) {_mean(head['ours']):.3f} vs raw "
+                         f"{_mean(head['raw']):.3f} {head['metric']} over {head['runs']} training seed(s), "
+                         f"n={head['n']}: {head['delta']:+.3f} [{head['low']:+.3f}, {head['high']:+.3f}] "
+                         f"({head['verdict']})")
+        if ablation:
+            lines.append(f"{setting}: ours without synthetic rows {_mean(ablation['ours']):.3f}: "
+                         f"{ablation['delta']:+.3f} [{ablation['low']:+.3f}, {ablation['high']:+.3f}] vs raw "
+                         f"({ablation['verdict']})")
     return lines
 
 
@@ -181,6 +212,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-seeds", type=int, default=1, metavar="N",
                         help="train both arms' students with training.seed = 0..N-1 (retunes on the same rows)")
+    parser.add_argument("--with-seeds", action="store_true",
+                        help="also both arms with news-topic's 20 gold seeds beside the traces")
     parser.add_argument("--keep-running", action="store_true")
     args = parser.parse_args()
     home = ROOT / ".cache" / "bench-traces"
@@ -206,9 +239,11 @@ def main() -> int:
                        "load_average": {"start": load_before}})
 
         def save() -> None:
-            result["comparison"] = compare_arms(result["ours"], result["raw"]) if "ours" in result and "raw" in result else None
-            result["ablation"] = (compare_arms(result["ours"], result["raw"], "seed-only-student")
-                                  if "ours" in result and "raw" in result else None)
+            for suffix in ("", "_seeds"):
+                ours, raw = result.get("ours" + suffix), result.get("raw" + suffix)
+                both = ours is not None and raw is not None
+                result["comparison" + suffix] = compare_arms(ours, raw) if both else None
+                result["ablation" + suffix] = compare_arms(ours, raw, "seed-only-student") if both else None
             result["load_average"]["end"] = load_average()
             value = result["comparison"]["delta"] if result.get("comparison") else None
             write_result("traces", {
@@ -218,11 +253,13 @@ def main() -> int:
                                      "(the fair seed-only recipe)",
                              "value": _mean(result["comparison"]["raw"]) if value is not None else None},
                 "value": value, "unit": "accuracy points (ours − raw), on news-topic's human-labelled test set",
-                "ratio": None, "result": result, "summary": summary_lines(result) if "old_answers" in result else []})
+                "ratio": None, "result": result, "summary": summary_lines(result)})
 
-        for arm, folder, settings in (
-                ("raw", raw_dir, {"generation": {"target_count": 1}}),
-                ("ours", ours_dir, {})):
+        arms = [("raw", raw_dir, {"generation": {"target_count": 1}}), ("ours", ours_dir, {})]
+        if args.with_seeds:
+            seeded_ours, seeded_raw = write_seeded_arms(work, ours_dir, raw_dir)
+            arms += [("raw_seeds", seeded_raw, {"generation": {"target_count": 1}}), ("ours_seeds", seeded_ours, {})]
+        for arm, folder, settings in arms:
             print(f"== {arm} ==", flush=True)
             overrides = {**settings, "evaluation": dict(EVALUATION), "training": {"seed": 0},
                          "serving": {"deploy": False}}

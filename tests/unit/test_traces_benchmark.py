@@ -48,6 +48,22 @@ def test_arms_from_answered_traces(tmp_path: Path) -> None:
     assert [t.answer for t in parsed][:4] == ["business", "business", "politics", None]
 
 
+def test_seeded_arms_add_the_gold_seeds(tmp_path: Path) -> None:
+    answered = [_trace(f"Story number {i} about a match.", f"bbcnews/sport/{i:03d}.txt", "business") for i in range(12)]
+    gold = [json.loads(line) for line in bench.GOLD_SEEDS.read_text().splitlines()]
+    answered.append(_trace(gold[0]["input"], "bbcnews/x/1.txt", "tech"))  # a trace that is a gold seed
+    ours, raw, _ = bench.write_arms(tmp_path, answered)
+    seeded_ours, seeded_raw = bench.write_seeded_arms(tmp_path, ours, raw)
+
+    ours_bundle, raw_bundle = load_task(seeded_ours), load_task(seeded_raw)
+    assert ours_bundle.spec.name == "news-topic-traces-seeds" and raw_bundle.spec.name == "news-topic-raw-traces-seeds"
+    assert [s.input for s in ours_bundle.seeds] == [g["input"] for g in gold]
+    assert (seeded_ours / "traces.jsonl").read_bytes() == (ours / "traces.jsonl").read_bytes()
+    # the gold seeds first, with their own labels; the trace that copies one is not repeated
+    assert len(raw_bundle.seeds) == len(gold) + 12
+    assert [(s.input, s.output) for s in raw_bundle.seeds[:len(gold)]] == [(g["input"], g["output"]) for g in gold]
+
+
 def test_compare_arms_pairs_training_seeds(monkeypatch: pytest.MonkeyPatch) -> None:
     scores = {"ours-0": [1, 1, 1, 0], "raw-0": [1, 0, 0, 0], "ours-1": [1, 1, 0, 0], "raw-1": [1, 1, 0, 0]}
 
