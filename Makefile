@@ -5,7 +5,7 @@ TASK ?= examples/news-topic
 PYTEST_ARGS ?=
 
 .PHONY: setup protos check-protos demo test test-all test-reliability test-k8s bench bench-quality \
-        bench-generation bench-validation bench-training bench-serving lint k8s-check up down clean
+        bench-generation bench-validation bench-training bench-serving bench-traces lint k8s-check up down clean
 
 setup:
 	@scripts/setup.sh
@@ -67,6 +67,10 @@ bench-serving: setup
 
 bench-quality: setup
 	$(CORE) benchmarks/quality.py
+
+# Curated, relabelled traces against training on the raw traces (docs/traces.md), ~50 min here.
+bench-traces: setup
+	$(CORE) benchmarks/traces.py --with-seeds
 
 # Rules in pyproject.toml ([tool.ruff.lint]); `ruff check --fix` mends most findings.
 lint: setup

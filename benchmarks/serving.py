@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import _genai  # noqa: E402
-from benchmarks._common import load_average, machine  # noqa: E402
+from benchmarks._common import code_version, load_average, machine  # noqa: E402
 from services.common.taskspec import TaskSpec  # noqa: E402
 from services.serving.export import export_onnx  # noqa: E402
 from services.serving.gguf import GgufTools, export_gguf  # noqa: E402
@@ -349,6 +349,7 @@ def main() -> None:
         "name": "serving",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
+        "code": code_version(),
         "load_average": {"start": load_start, "end": load_end},
         "contended": max(load_start[0], load_end[0]) > (os.cpu_count() or 1),
         "model": model_name,
