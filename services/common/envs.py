@@ -211,6 +211,10 @@ TRAINER_MODE = _declare("DISTILLERY_TRAINER_MODE", "inprocess", "inprocess: the 
                         _choice("inprocess", "k8s-job"))
 TRAINER_JOB_IMAGE = _declare("DISTILLERY_TRAINER_JOB_IMAGE", "", "Image of training Jobs (k8s-job mode).")
 TRAINER_JOB_GPUS = _declare("DISTILLERY_TRAINER_JOB_GPUS", 0, "nvidia.com/gpu per training Job.", _integer)
+TRAINER_JOB_NODES = _declare("DISTILLERY_TRAINER_JOB_NODES", 1, "Nodes (pods) one training Job spans, each with "
+                             "DISTILLERY_TRAINER_JOB_GPUS GPUs; > 1: an Indexed Job whose pods run torchrun with a "
+                             "static rendezvous on pod 0 (needs a store every node mounts: ReadWriteMany or s3://).",
+                             _integer)
 TRAINER_JOB_CPU = _declare("DISTILLERY_TRAINER_JOB_CPU", "4", "CPU request of training Jobs.")
 TRAINER_JOB_MEMORY = _declare("DISTILLERY_TRAINER_JOB_MEMORY", "32Gi", "Memory request and limit of training Jobs.")
 TRAINER_JOB_NODE_SELECTOR = _declare("DISTILLERY_TRAINER_JOB_NODE_SELECTOR", "", "a=b,c=d node selector "

@@ -2,7 +2,8 @@
 
 The trainer service stays the API (StartTraining, the operation the user watches, cancel); the
 work runs in a Job that requests the GPUs (``DISTILLERY_TRAINER_JOB_GPUS``; more than one runs
-torchrun with one process per GPU) and runs ``python -m services.trainer.run_job`` in the
+torchrun with one process per GPU; ``DISTILLERY_TRAINER_JOB_NODES`` > 1 spans that many pods as an
+Indexed Job with torchrun's rendezvous on pod 0) and runs ``python -m services.trainer.run_job`` in the
 trainer's own image, on the same store volume:
 
 - the request goes to the store (``<output prefix>/job-request.json``), the run directory is
@@ -51,6 +52,7 @@ class JobModeSettings:
 
     image: str
     gpus: int = 0
+    nodes: int = 1
     cpu: str = "4"
     memory: str = "32Gi"
     namespace: str = ""
@@ -63,7 +65,8 @@ class JobModeSettings:
         if not image:
             raise FailedPrecondition("DISTILLERY_TRAINER_MODE=k8s-job needs DISTILLERY_TRAINER_JOB_IMAGE (the "
                                      "trainer's image; the gpu overlay fills it in)")
-        return cls(image=image, gpus=envs.TRAINER_JOB_GPUS.get(), cpu=envs.TRAINER_JOB_CPU.get(),
+        return cls(image=image, gpus=envs.TRAINER_JOB_GPUS.get(), nodes=envs.TRAINER_JOB_NODES.get(),
+                   cpu=envs.TRAINER_JOB_CPU.get(),
                    memory=envs.TRAINER_JOB_MEMORY.get(), namespace=envs.K8S_NAMESPACE.get() or default_namespace(),
                    node_selector=parse_node_selector(envs.TRAINER_JOB_NODE_SELECTOR.get()))
 
@@ -78,6 +81,7 @@ def job_spec(settings: JobModeSettings, name: str, request_path: str, run_dir: s
                "--store-only"]
     return TrainingJobSpec(name=name, namespace=settings.namespace, image=settings.image, command=command,
                            env={"DISTILLERY_STORE_URL": Path(STORE_MOUNT).as_uri()}, gpus=settings.gpus,
+                           nodes=settings.nodes,
                            cpu=settings.cpu, memory=settings.memory, node_selector=dict(settings.node_selector),
                            labels={"distillery.dev/operation": name.removeprefix("distillery-train-")})
 
@@ -107,7 +111,8 @@ def run_as_job(ctx: Any, request: dict[str, Any], launcher: KubernetesJobLaunche
     spec = job_spec(settings, name, f"{STORE_MOUNT}/{request_key}", f"{STORE_MOUNT}/{run_key}")
     try:
         launcher.create(spec)
-        log.info("training %s runs as Job %s/%s (%d GPU)", ctx.record.name, settings.namespace, name, settings.gpus)
+        log.info("training %s runs as Job %s/%s (%d node(s) x %d GPU)", ctx.record.name, settings.namespace, name,
+                 settings.nodes, settings.gpus)
     except AlreadyExists:  # a restarted trainer: the Job of this operation runs already
         log.info("training %s: following its existing Job %s/%s", ctx.record.name, settings.namespace, name)
     result_path = Path(store.full_path(f"{run_key}/{RESULT_FILE}"))

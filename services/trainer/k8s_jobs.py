@@ -50,6 +50,7 @@ __all__ = [
     "KubernetesJobLauncher",
     "TrainingJobSpec",
     "build_job_manifest",
+    "build_rendezvous_service",
     "default_namespace",
     "parse_node_selector",
     "torchrun_command",
@@ -67,6 +68,12 @@ CACHE_DIR = "/home/distillery/.cache"
 #: Same non-root identity as the service images (docker/*.Dockerfile: user 10001).
 RUN_AS_USER = 10001
 GPU_RESOURCE = "nvidia.com/gpu"
+#: torchrun's rendezvous port on node 0 of a multi-node Job (its TCP store and the process group).
+RENDEZVOUS_PORT = 29500
+#: The node's rank in a multi-node Job: the pod's completion index, through the downward API (a
+#: name of our own, not JOB_COMPLETION_INDEX, which the Job controller itself adds from 1.22 on).
+NODE_RANK_ENV = "TORCHRUN_NODE_RANK"
+_COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 #: Default ConfigMap whose keys become the Job's environment (store URL, device, offline flags),
 #: so a training Job sees the same configuration as the services.
 CONFIG_MAP = "distillery-config"
@@ -107,6 +114,11 @@ class TrainingJobSpec:
     "--config", "/var/lib/distillery/store/runs/r1/train.json"]``. With ``gpus > 1`` it is rewritten
     to ``torchrun --standalone --nnodes=1 --nproc_per_node=<gpus> -m services.trainer.run_job ...``:
     the world size is decided here, from the GPUs the Job asks for, so the two cannot disagree.
+
+    ``nodes > 1`` makes it an Indexed Job of that many pods (one per node, each with ``gpus``
+    GPUs) behind a headless Service of the Job's name: pod ``<name>-<i>`` runs torchrun with
+    ``--nnodes=<nodes> --node_rank=<i>`` and the static rendezvous at ``<name>-0.<name>:29500``,
+    so the world size is ``nodes × max(gpus, 1)``.
     """
 
     name: str
@@ -133,6 +145,8 @@ class TrainingJobSpec:
     #: Size of the in-memory /dev/shm (NCCL and DataLoader workers need more than 64 MiB).
     shm_size: str = "8Gi"
     image_pull_policy: str = "IfNotPresent"
+    #: Pods (nodes) the training spans; > 1: an Indexed Job with torchrun's rendezvous on pod 0.
+    nodes: int = 1
 
 
 def _validate(spec: TrainingJobSpec) -> None:
@@ -149,6 +163,12 @@ def _validate(spec: TrainingJobSpec) -> None:
         raise InvalidArgument(f"job {spec.name}: command is empty")
     if spec.gpus < 0:
         raise InvalidArgument(f"job {spec.name}: gpus must be >= 0, got {spec.gpus}")
+    if spec.nodes < 1:
+        raise InvalidArgument(f"job {spec.name}: nodes must be >= 1, got {spec.nodes}")
+    if spec.nodes > 1 and len(f"{spec.name}-{spec.nodes - 1}") > 63:
+        # Pod i of an Indexed Job is the host <name>-<i>, itself a DNS-1123 label.
+        raise InvalidArgument(f"job {spec.name}: a {spec.nodes}-node job needs a name of at most "
+                              f"{63 - len(str(spec.nodes - 1)) - 1} characters (its pods are <name>-<index>)")
     if spec.backoff_limit < 0:
         raise InvalidArgument(f"job {spec.name}: backoff_limit must be >= 0, got {spec.backoff_limit}")
     if spec.ttl_seconds_after_finished < 0:
@@ -160,26 +180,44 @@ def _validate(spec: TrainingJobSpec) -> None:
             raise InvalidArgument(f"job {spec.name}: invalid environment variable name {key!r}")
 
 
-def torchrun_command(command: Sequence[str], gpus: int) -> list[str]:
-    """Wrap a Python trainer command in torchrun when it should use more than one GPU.
+def rendezvous_host(name: str, namespace: str) -> str:
+    """Pod 0 of the multi-node Job ``name``: its hostname under the headless Service of that name."""
+    return f"{name}-0.{name}.{namespace}.svc"
+
+
+def torchrun_command(command: Sequence[str], gpus: int, nodes: int = 1, rendezvous: str = "",
+                     node_rank: str = f"$({NODE_RANK_ENV})") -> list[str]:
+    """Wrap a Python trainer command in torchrun when it should use more than one GPU or node.
 
     ``python -m mod args`` and ``python script.py args`` (or the same without the interpreter)
     become ``torchrun --standalone --nnodes=1 --nproc_per_node=<gpus> -m mod args``. torchrun then
-    sets WORLD_SIZE/RANK/LOCAL_RANK for each worker. A command already starting with torchrun is
-    left alone; anything else cannot be wrapped and is rejected rather than silently run on 1 GPU.
+    sets WORLD_SIZE/RANK/LOCAL_RANK for each worker. With ``nodes > 1`` the rendezvous is static
+    on ``rendezvous`` (pod 0's host) and this pod's ``--node_rank`` is ``node_rank`` — by default
+    ``$(TORCHRUN_NODE_RANK)``, which Kubernetes expands from the container's environment (the
+    completion index). Static, not c10d: every pod knows its rank from the index, so there is no
+    election to wait for, and a failed pod fails the run, which the Job retries from the last
+    checkpoint. A command already starting with torchrun is left alone; anything else cannot be
+    wrapped and is rejected rather than silently run on 1 GPU.
     """
     argv = list(command)
-    if gpus <= 1 or not argv:
+    if (gpus <= 1 and nodes <= 1) or not argv:
         return argv
     if Path(argv[0]).name == "torchrun":
         return argv
     rest = argv[1:] if _PYTHON.match(Path(argv[0]).name) else argv
     if not rest or not (rest[0] == "-m" or rest[0].endswith(".py")):
+        where = f"{nodes} nodes" if nodes > 1 else f"{gpus} GPUs"
         raise InvalidArgument(
-            f"cannot run {shlex.join(argv)!r} on {gpus} GPUs: a multi-GPU job needs a Python command "
+            f"cannot run {shlex.join(argv)!r} on {where}: a distributed job needs a Python command "
             "('python -m module ...' or 'python script.py ...') so that it can be started with torchrun"
         )
-    return ["torchrun", "--standalone", "--nnodes=1", f"--nproc_per_node={gpus}", *rest]
+    per_node = f"--nproc_per_node={max(gpus, 1)}"
+    if nodes <= 1:
+        return ["torchrun", "--standalone", "--nnodes=1", per_node, *rest]
+    if not rendezvous:
+        raise InvalidArgument(f"a {nodes}-node job needs the rendezvous host (pod 0)")
+    return ["torchrun", f"--nnodes={nodes}", per_node, f"--node_rank={node_rank}", "--rdzv_backend=static",
+            f"--master_addr={rendezvous}", f"--master_port={RENDEZVOUS_PORT}", "--max_restarts=0", *rest]
 
 
 def build_job_manifest(spec: TrainingJobSpec) -> dict[str, Any]:
@@ -197,6 +235,8 @@ def build_job_manifest(spec: TrainingJobSpec) -> dict[str, Any]:
     # Defaults the caller did not set: the job's device follows from its GPUs.
     if "DISTILLERY_DEVICE" not in spec.env:
         env.append({"name": "DISTILLERY_DEVICE", "value": "cuda" if spec.gpus > 0 else "cpu"})
+    if spec.nodes > 1:
+        env.append({"name": NODE_RANK_ENV, "valueFrom": {"fieldRef": {"fieldPath": _COMPLETION_INDEX}}})
 
     requests: dict[str, str] = {"cpu": str(spec.cpu), "memory": str(spec.memory)}
     # No CPU limit: CFS throttling slows tokenization and data loading without protecting anyone;
@@ -216,7 +256,7 @@ def build_job_manifest(spec: TrainingJobSpec) -> dict[str, Any]:
         "name": CONTAINER_NAME,
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
-        "command": torchrun_command(spec.command, spec.gpus),
+        "command": torchrun_command(spec.command, spec.gpus, spec.nodes, rendezvous_host(spec.name, spec.namespace)),
         "env": env,
         "resources": {"requests": requests, "limits": limits},
         "securityContext": {
@@ -261,6 +301,10 @@ def build_job_manifest(spec: TrainingJobSpec) -> dict[str, Any]:
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.shm_size}},
         ],
     }
+    if spec.nodes > 1:
+        # <name>-<i>.<name>: the headless Service (build_rendezvous_service) gives each pod a DNS name.
+        pod_spec["subdomain"] = spec.name
+        container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if tolerations:
@@ -269,10 +313,14 @@ def build_job_manifest(spec: TrainingJobSpec) -> dict[str, Any]:
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.backoff_limit,
         "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
-        "completions": 1,
-        "parallelism": 1,
+        "completions": spec.nodes,
+        "parallelism": spec.nodes,
         "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
     }
+    if spec.nodes > 1:
+        # Indexed: pod i gets completion index i (its node rank) and the hostname <name>-<i>; the
+        # Job succeeds when every index has.
+        job_spec["completionMode"] = "Indexed"
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
 
@@ -281,6 +329,31 @@ def build_job_manifest(spec: TrainingJobSpec) -> dict[str, Any]:
         "kind": "Job",
         "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels},
         "spec": job_spec,
+    }
+
+
+def build_rendezvous_service(spec: TrainingJobSpec, job_uid: str) -> dict[str, Any]:
+    """The headless Service that names the pods of a multi-node Job (``<name>-<i>.<name>``),
+    owned by the Job so that it goes when the Job goes (deleted, or its TTL after finishing).
+    ``publishNotReadyAddresses``: the names must resolve while the pods start, before any
+    readiness is known."""
+    _validate(spec)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": {"app.kubernetes.io/part-of": "distillery", JOB_NAME_LABEL: spec.name},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": spec.name, "uid": job_uid,
+                                 "blockOwnerDeletion": True}],
+        },
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {JOB_NAME_LABEL: spec.name},
+            "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}],
+        },
     }
 
 
@@ -375,9 +448,23 @@ class KubernetesJobLauncher:
                 f"job {spec.name}: namespace {spec.namespace!r} differs from the launcher's {self.namespace!r}"
             )
         body = build_job_manifest(spec)
-        created = self._call(
-            f"create job {spec.name}", self._batch.create_namespaced_job, self.namespace, body
-        )
+        try:
+            created = self._call(
+                f"create job {spec.name}", self._batch.create_namespaced_job, self.namespace, body
+            )
+        except AlreadyExists:
+            if spec.nodes > 1:  # a restarted trainer: the Service may be what the first try did not get to
+                existing = self._call(f"read job {spec.name}", self._batch.read_namespaced_job, spec.name,
+                                      self.namespace)
+                self._create_service(spec, str(existing.metadata.uid))
+            raise
+        if spec.nodes > 1:
+            try:
+                self._create_service(spec, str(created.metadata.uid))
+            except DistilleryError:
+                # Without the Service the pods cannot find pod 0: do not leave a Job that can only hang.
+                self.delete(spec.name)
+                raise
         return str(created.metadata.name)
 
     def status(self, name: str) -> JobStatus:
@@ -467,6 +554,13 @@ class KubernetesJobLauncher:
         return str(text) if text is not None else ""
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _create_service(self, spec: TrainingJobSpec, job_uid: str) -> None:
+        try:
+            self._call(f"create service {spec.name}", self._core.create_namespaced_service, self.namespace,
+                       build_rendezvous_service(spec, job_uid))
+        except AlreadyExists:
+            pass
 
     def _pods(self, name: str) -> list[Any]:
         result = self._call(

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from services.common.artifacts import ArtifactStore
+from tests.helpers.services import free_port
 from tests.helpers.trainer_data import SPEC, student_path, write_train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,3 +68,43 @@ def test_two_cpu_ranks_match_one_process_with_accumulation(tmp_path: Path, tiny_
     assert single.keys() == ddp.keys()
     for name in single:
         torch.testing.assert_close(ddp[name], single[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_two_nodes_with_the_jobs_torchrun_command_match_one_process(tmp_path: Path, tiny_student: Path) -> None:
+    """What each pod of a 2-node Indexed Job runs (services.trainer.k8s_jobs.torchrun_command), as two
+    node processes on loopback: pod 0's name becomes 127.0.0.1, $(TORCHRUN_NODE_RANK) the index
+    Kubernetes would expand, and the run directory one folder that both "nodes" mount (the
+    ReadWriteMany store). Static rendezvous, one gloo process per node: the same adapter as one
+    process accumulating the same two micro-batches."""
+    from services.trainer.k8s_jobs import RENDEZVOUS_PORT, torchrun_command
+
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    single = _run(tmp_path, tiny_student, "single", [sys.executable], grad_accum=2)
+    request = tmp_path / "single.json"
+    port = str(free_port())
+    out = tmp_path / "two-nodes"
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        env.pop(key, None)
+    raw = json.loads(request.read_text())
+    raw["config"]["grad_accum"] = 1
+    request.with_name("two-nodes.json").write_text(json.dumps(raw))
+    nodes = []
+    for rank in ("0", "1"):
+        argv = torchrun_command(["python", "-m", "services.trainer.run_job", "--request",
+                                 str(tmp_path / "two-nodes.json"), "--out", str(out)], gpus=0, nodes=2,
+                                rendezvous="127.0.0.1", node_rank=rank)
+        argv = [torchrun if a == "torchrun" else a.replace(f"={RENDEZVOUS_PORT}", f"={port}") for a in argv]
+        assert f"--node_rank={rank}" in argv and "--nnodes=2" in argv
+        nodes.append(subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    logs = [node.communicate(timeout=900)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    result = json.loads((out / "result.json").read_text())  # node 0 (global rank 0) writes it
+    assert "world_size=2" in result["device"]
+    adapter = ArtifactStore((out / "store").as_uri()).local_path(result["adapter_artifact"]["uri"])
+    two_nodes = load_file(str(adapter / "adapter_model.safetensors"))
+    single.pop("device")
+    assert single.keys() == two_nodes.keys()
+    for name in single:
+        torch.testing.assert_close(two_nodes[name], single[name], rtol=1e-4, atol=1e-5, msg=name)

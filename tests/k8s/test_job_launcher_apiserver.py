@@ -430,6 +430,44 @@ def test_pods_found_by_instance_label(cluster: Cluster, namespace: str) -> None:
         launcher.delete("train-d")
 
 
+def test_multi_node_job_gets_its_headless_service_owned_by_the_job(cluster: Cluster, namespace: str) -> None:
+    """DISTILLERY_TRAINER_JOB_NODES=2: the launcher's own RBAC creates the Job and the Service that
+    names its pods (<name>-<i>.<name>) for torchrun's rendezvous; the Service is owned by the Job
+    (the garbage collector deletes it with the Job), and a second create (a restarted trainer)
+    is AlreadyExists without a second Service."""
+    from dataclasses import replace
+
+    from kubernetes import client
+
+    launcher = _launcher(cluster)
+    spec = replace(_spec("train-nodes", gpus=4), nodes=2)
+    launcher.create(spec)
+    try:
+        admin = cluster.client(cluster.admin_token)
+        job = client.BatchV1Api(admin).read_namespaced_job("train-nodes", namespace)
+        pod = job.spec.template.spec
+        assert pod.subdomain == "train-nodes" and (job.spec.completions, job.spec.parallelism) == (2, 2)
+        if cluster.minor >= 22:  # Indexed Jobs are beta from 1.22 on; 1.20 drops the field it does not know
+            assert job.spec.completion_mode == "Indexed"
+        command = pod.containers[0].command
+        assert command[:4] == ["torchrun", "--nnodes=2", "--nproc_per_node=4", "--node_rank=$(TORCHRUN_NODE_RANK)"]
+        assert "--master_addr=train-nodes-0.train-nodes.distillery.svc" in command
+        rank_env = next(e for e in pod.containers[0].env if e.name == "TORCHRUN_NODE_RANK")
+        assert rank_env.value_from.field_ref.field_path == (
+            "metadata.annotations['batch.kubernetes.io/job-completion-index']")
+        service = client.CoreV1Api(admin).read_namespaced_service("train-nodes", namespace)
+        assert service.spec.cluster_ip == "None" and service.spec.publish_not_ready_addresses is True
+        assert service.spec.selector == {JOB_NAME_LABEL: "train-nodes"}
+        (owner,) = service.metadata.owner_references
+        assert (owner.kind, owner.name, owner.uid) == ("Job", "train-nodes", job.metadata.uid)
+        with pytest.raises(AlreadyExists):
+            launcher.create(spec)
+        services = client.CoreV1Api(admin).list_namespaced_service(namespace).items
+        assert [s.metadata.name for s in services].count("train-nodes") == 1
+    finally:
+        launcher.delete("train-nodes")
+
+
 def _complete(batch: Any, name: str, minor: int) -> None:
     """Write the Job controller's verdict SUCCEEDED on Job ``name``."""
     from kubernetes import client

@@ -334,3 +334,80 @@ def test_wait_polls_until_done_or_timeout() -> None:
     result = launcher.wait("j", timeout=12, poll=5)
     assert result.state is JobPhase.RUNNING and not result.done
     assert slept == [5, 5, 2]
+
+
+# -- multi-node: an Indexed Job with torchrun's static rendezvous on pod 0 ----------------------
+
+
+def test_multi_node_job_is_indexed_and_each_pod_runs_torchrun_with_its_completion_index() -> None:
+    m = build_job_manifest(spec(gpus=4, nodes=3))
+    job, pod, c = m["spec"], pod_spec(m), the_container(m)
+    assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 3, 3)
+    assert pod["subdomain"] == "train-r1"  # the headless Service's name: pods are train-r1-<i>.train-r1
+    assert c["command"] == [
+        "torchrun", "--nnodes=3", "--nproc_per_node=4", "--node_rank=$(TORCHRUN_NODE_RANK)",
+        "--rdzv_backend=static", "--master_addr=train-r1-0.train-r1.distillery.svc", "--master_port=29500",
+        "--max_restarts=0", "-m", "services.trainer.run_job", "--config", "/var/lib/distillery/store/runs/r1/train.json"]
+    # Kubernetes expands $(TORCHRUN_NODE_RANK) from the container's env: the pod's completion index.
+    assert {"name": "TORCHRUN_NODE_RANK", "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}} in c["env"]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "4"  # per pod, i.e. per node
+    assert c["ports"] == [{"name": "rendezvous", "containerPort": 29500}]
+
+
+def test_multi_node_cpu_job_runs_one_process_per_node() -> None:
+    c = the_container(build_job_manifest(spec(gpus=0, nodes=2)))
+    assert c["command"][:3] == ["torchrun", "--nnodes=2", "--nproc_per_node=1"]
+    assert {"name": "DISTILLERY_DEVICE", "value": "cpu"} in c["env"]
+
+
+def test_single_node_job_is_unchanged_by_the_multi_node_fields() -> None:
+    m = build_job_manifest(spec(gpus=2))
+    assert "completionMode" not in m["spec"] and m["spec"]["completions"] == 1
+    assert "subdomain" not in pod_spec(m) and "ports" not in the_container(m)
+    assert not any(e["name"] == "TORCHRUN_NODE_RANK" for e in the_container(m)["env"])
+
+
+def test_rendezvous_service_is_headless_selects_the_jobs_pods_and_is_owned_by_the_job() -> None:
+    from services.trainer.k8s_jobs import build_rendezvous_service
+
+    s = build_rendezvous_service(spec(nodes=2), job_uid="1234-abcd")
+    assert (s["kind"], s["metadata"]["name"], s["metadata"]["namespace"]) == ("Service", "train-r1", "distillery")
+    assert s["spec"]["clusterIP"] == "None" and s["spec"]["publishNotReadyAddresses"] is True
+    assert s["spec"]["selector"] == {JOB_NAME_LABEL: "train-r1"}
+    assert build_job_manifest(spec(nodes=2))["spec"]["template"]["metadata"]["labels"][JOB_NAME_LABEL] == "train-r1"
+    assert s["metadata"]["ownerReferences"] == [{"apiVersion": "batch/v1", "kind": "Job", "name": "train-r1",
+                                                 "uid": "1234-abcd", "blockOwnerDeletion": True}]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"nodes": 0}, "nodes must be >= 1"),
+        ({"nodes": 2, "name": "a" * 62}, "a 2-node job needs a name of at most 61 characters"),
+        ({"nodes": 2, "gpus": 0, "command": ["bash", "train.sh"]}, "on 2 nodes"),
+    ],
+)
+def test_bad_multi_node_specs_are_refused(overrides: dict[str, Any], match: str) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        build_job_manifest(spec(**overrides))
+
+
+@pytest.mark.parametrize("gpus", [0, 8])
+def test_multi_node_manifests_pass_the_strict_schemas(gpus: int) -> None:
+    kv = pytest.importorskip("kubernetes_validate")
+    from services.trainer.k8s_jobs import build_rendezvous_service
+
+    for manifest in (build_job_manifest(spec(gpus=gpus, nodes=4)), build_rendezvous_service(spec(nodes=4), "u-1")):
+        for version in sorted({"1.30.0", kv.latest_version()}):
+            kv.validate(manifest, version, strict=True)
+
+
+def test_job_mode_settings_read_the_node_count() -> None:
+    from services.trainer.job_mode import JobModeSettings, job_spec
+
+    settings = JobModeSettings(image="img", gpus=2, nodes=2, namespace="distillery")
+    made = job_spec(settings, "distillery-train-abc", "/req.json", "/run")
+    assert (made.nodes, made.gpus) == (2, 2)
+    assert the_container(build_job_manifest(made))["command"][:4] == [
+        "torchrun", "--nnodes=2", "--nproc_per_node=2", "--node_rank=$(TORCHRUN_NODE_RANK)"]

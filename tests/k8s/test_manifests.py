@@ -414,6 +414,9 @@ def test_rbac_lets_launchers_manage_jobs_and_read_logs(render: Render) -> None:
     assert {"create", "get", "list", "watch", "delete"} <= grants[("batch", "jobs")]
     assert {"get", "list", "watch"} <= grants[("", "pods")]
     assert "get" in grants[("", "pods/log")]
+    assert grants[("", "services")] == {"create"}  # a multi-node Job's headless Service; the Job owns it
+    assert set(grants) == {("batch", "jobs"), ("batch", "jobs/status"), ("", "pods"), ("", "pods/log"),
+                           ("", "services")}
     assert all("*" not in verbs for verbs in grants.values())
     binding = find(objs, "RoleBinding", "distillery-job-launcher")
     assert binding["roleRef"]["name"] == "distillery-job-launcher"
