@@ -49,9 +49,13 @@ class LineProgress:
         """The message and the counters of ``stage`` (keys ``stage.name``; the job's metadata keeps
         the earlier stages' counters too, which would repeat on every later line)."""
         done, total = counters.get("stage_done", 0), counters.get("stage_total", 0)
-        parts = [message.strip() or f"{done:g}/{total:g}"]
+        # The line already names the stage; workers' messages often start with it too.
+        text = message.strip().removeprefix(f"{stage}: ") if stage else message.strip()
+        parts = [text or f"{done:g}/{total:g}"]
         for key, value in sorted(counters.items()):
             prefix, _, name = key.rpartition(".")
+            if name == "estimated_cost_usd" and not value:
+                continue  # a local teacher costs nothing: not worth a place on every line
             if name in SHOWN_COUNTERS and (not prefix or not stage or prefix == stage):
                 parts.append(f"{name} {value:.4g}")
         return ", ".join(parts)

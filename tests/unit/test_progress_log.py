@@ -24,7 +24,8 @@ def test_lines_at_transitions_and_every_interval() -> None:
     for second in range(1, 70):  # updates every second; a line only every 30 s
         clock.now = second
         lines.update(f"generate: generating {second}/200 examples", {"stage_index": 1, "stage_done": second,
-                                                                     "stage_total": 200, "generate.rejected": 3})
+                                                                     "stage_total": 200, "generate.rejected": 3,
+                                                                     "generate.estimated_cost_usd": 0.0})
     clock.now = 71
     lines.update("validate: 0/200", {"stage_index": 2})
     clock.now = 72
@@ -36,11 +37,11 @@ def test_lines_at_transitions_and_every_interval() -> None:
     lines.finish("SUCCEEDED", {"train": "done", "train_seed_only": "done", "evaluate": "done", "export": "skipped"})
     text = [line.split("] ", 1)[1] for line in out.getvalue().splitlines()]
     assert text[0] == "stage 2/8 generate: started"
-    assert text[1] == "stage 2/8 generate: generate: generating 30/200 examples, rejected 3"
-    assert text[2] == "stage 2/8 generate: generate: generating 60/200 examples, rejected 3"
+    assert text[1] == "stage 2/8 generate: generating 30/200 examples, rejected 3"
+    assert text[2] == "stage 2/8 generate: generating 60/200 examples, rejected 3"
     assert text[3:6] == ["stage 2/8 generate: finished", "stage 3/8 validate: started", "stage 3/8 validate: finished"]
     assert text[6] == "stage 4/8 train: started"
-    assert text[7] == "stage 4/8 train: train: epoch 1/2 9/40 steps, loss 0.5"
+    assert text[7] == "stage 4/8 train: epoch 1/2 9/40 steps, loss 0.5"
     assert text[8:] == ["stage 4/8 train: done", "stage 5/8 train_seed_only: done", "stage 6/8 evaluate: done",
                         "stage 7/8 export: skipped", "job SUCCEEDED"]
 
@@ -49,3 +50,9 @@ def test_stage_state_names() -> None:
     assert plain_stage_state("STAGE_STATE_SUCCEEDED") == "done"
     assert plain_stage_state("STAGE_STATE_SKIPPED") == "skipped"
     assert plain_stage_state("STAGE_STATE_FAILED") == "failed"
+
+
+def test_a_priced_teacher_shows_its_cost_and_the_stage_is_named_once() -> None:
+    line = LineProgress.describe("generate: generating 10/50 examples",
+                                 {"generate.estimated_cost_usd": 0.0123, "generate.rejected": 0}, "generate")
+    assert line == "generating 10/50 examples, estimated_cost_usd 0.0123, rejected 0"
