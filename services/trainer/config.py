@@ -95,11 +95,11 @@ class TrainingConfig:
     seed: int = 42
     # auto (CUDA when present), cpu, cuda or cuda:N.
     device: str = "auto"
-    # "auto": bfloat16 on CUDA (when supported), float32 on the CPU.
+    # "auto": bfloat16 on CUDA (when supported), float32 on the CPU; "bfloat16" on the CPU autocasts (docs/trainer.md).
     dtype: str = "auto"
     # Recompute activations in the backward pass (less memory, ~30% slower).
     gradient_checkpointing: bool = False
-    # dtype of the merged checkpoint ("auto": the training dtype).
+    # dtype of the merged checkpoint ("auto": the training dtype on a GPU, float32 on the CPU).
     merged_dtype: str = "auto"
     # CPU threads for torch (0: leave torch's default).
     threads: int = 0

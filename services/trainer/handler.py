@@ -132,7 +132,7 @@ def run_training(ctx: JobContext, job: TrainingJob, references: ModelReferences,
             adapter_dir = save_adapter(outcome.model, outcome.tokenizer, out / "adapter", base_ref)
             adapter_art = ctx.store.put_dir(ctx.output_key("adapter"), adapter_dir, link=True)
         merged_dir = save_merged(outcome.model, outcome.tokenizer, out / "merged", model_dir, config.merged_dtype,
-                                 runtime.dtype)
+                                 runtime.merged_dtype)
         # link=True: `out` is deleted below and save_* start from an empty folder, so nothing
         # rewrites these files through the links; the store gets them without a 500 MB copy.
         merged_art = ctx.store.put_dir(ctx.output_key("merged"), merged_dir, link=True)

@@ -1,8 +1,11 @@
 """The README's `examples/` folders of the two task types added last, run as a user runs them: the
 platform started with `distillery up` (six local processes), then `distillery run <folder>` with
-its stdout a pipe, as under CI, nohup or a log file. Each job must end SUCCEEDED with its student
-served; the CLI must have printed plain progress lines (one per stage transition, the job's end)
-and not a terminal's progress bars; the report must score the task with its own metric.
+its stdout a pipe, as under CI, nohup or a log file. Each job must run every stage to its end and
+serve its student: SUCCEEDED, or NEEDS_ATTENTION when the quality gate says the student is not yet
+good enough (what the bundled 270M teacher gets on these tasks: closed-book facts it does not
+know), never FAILED; the CLI must have printed plain progress lines (one per stage transition, the
+job's end) and not a terminal's progress bars; the report must score every candidate with the task
+type's own metric.
 
 Small overrides (16 generated rows, 4 optimizer steps, 12 test examples) keep each run to a few
 minutes; the examples' own settings are what `distillery run examples/<name>` uses (README,
@@ -68,6 +71,7 @@ def test_example_folder_runs_to_a_served_student_with_plain_progress_lines(
         args += ["--set", setting]
     run = _run(env, *args, timeout=2400)
     out = run.stdout
+    print(out)  # what a user's log file holds (shown with pytest -s)
     assert run.returncode == 0, out + run.stderr
     assert "\x1b[" not in out  # no terminal escape codes: the progress is plain lines
 
@@ -78,9 +82,11 @@ def test_example_folder_runs_to_a_served_student_with_plain_progress_lines(
     assert progress and all(PLAIN_LINE.match(line) for line in progress), progress
     for stage in ("generate", "validate", "train", "train_seed_only", "evaluate", "export", "deploy"):
         assert any(re.match(rf"^\[..:..:..\] stage \d+/\d+ {stage}: ", line) for line in progress), (stage, progress)
-    assert progress[-1].endswith("job SUCCEEDED"), progress[-1]
+    assert any(re.match(r"^\[..:..:..\] stage \d+/\d+ deploy: done$", line) for line in progress), progress
+    ended = re.match(r"^\[..:..:..\] job (SUCCEEDED|NEEDS_ATTENTION)$", progress[-1])
+    assert ended, progress[-1]
     job_id = header.split()[1]
-    assert f"job {job_id}: SUCCEEDED" in out
+    assert f"job {job_id}: {ended.group(1)}" in out
     served = re.search(r"^served as (\S+):", out, re.M)
     assert served, out
 

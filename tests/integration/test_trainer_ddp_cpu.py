@@ -108,3 +108,30 @@ def test_two_nodes_with_the_jobs_torchrun_command_match_one_process(tmp_path: Pa
     assert single.keys() == two_nodes.keys()
     for name in single:
         torch.testing.assert_close(two_nodes[name], single[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_bf16_on_the_cpu_autocasts_trains_and_merges_into_float32(tmp_path: Path, tiny_student: Path) -> None:
+    """`training.dtype: bfloat16` on the CPU: the base in bf16 under torch.autocast("cpu"), the
+    recipe docs/trainer.md measured; the loss falls and "auto" still merges into float32 (what the
+    ONNX export and CPU serving read)."""
+    from services.common.taskspec import Example
+    from services.trainer.config import TrainingConfig
+    from services.trainer.devices import setup_runtime
+    from services.trainer.loop import train
+    from services.trainer.merge import save_merged
+    from tests.helpers.trainer_data import train_rows
+
+    runtime = setup_runtime("cpu", "bfloat16")
+    assert runtime.autocast and runtime.dtype == torch.bfloat16 and runtime.merged_dtype == torch.float32
+    config = TrainingConfig(max_steps=6, batch_size=4, learning_rate=1e-3, eval_fraction=0.0, lora_dropout=0.0,
+                            checkpoint_every_steps=0, max_seq_len=96, seed=3, dtype="bfloat16")
+    outcome = train(tiny_student, SPEC, [Example.from_dict(r) for r in train_rows()], config, tmp_path / "w", runtime)
+    assert "bfloat16" in outcome.metrics["device"]
+    base = next(p for n, p in outcome.model.named_parameters() if "lora_" not in n)
+    assert base.dtype == torch.bfloat16  # the frozen base is held in bf16
+    losses = [h["loss"] for h in outcome.metrics["history"] if h.get("loss") is not None]
+    assert losses[-1] < losses[0], losses
+    merged = save_merged(outcome.model, outcome.tokenizer, tmp_path / "merged", tiny_student, "auto",
+                         runtime.merged_dtype)
+    weights = load_file(str(merged / "model.safetensors"))
+    assert {tensor.dtype for tensor in weights.values()} == {torch.float32}
