@@ -7,9 +7,13 @@ know), never FAILED; the CLI must have printed plain progress lines (one per sta
 job's end) and not a terminal's progress bars; the report must score every candidate with the task
 type's own metric.
 
-Small overrides (16 generated rows, 4 optimizer steps, 12 test examples) keep each run to a few
-minutes; the examples' own settings are what `distillery run examples/<name>` uses (README,
-"Task types": what a full run of each measured)."""
+Small overrides (16 generated rows, 4 optimizer steps, 12 test examples, no int8 variant) keep
+qa-closed-book to ~5 minutes here; multi-turn-tool-calling's ~1,300-token prompts (15 tool
+schemas + the conversation) make every stage slow on 2 CPU cores — measured 2026-12-04: generation
+3 min, training 7 + 4 min, evaluation 7 min, and the export's parity checks on 32 such inputs over
+19 min for fp32 + int8, past the 40-minute limit this test had then; so the int8 variant is left out
+here (tests/reliability/test_distillation_under_kill9.py exports it) and the limit is an hour. The
+examples' own settings are what `distillery run examples/<name>` uses (README, "Task types")."""
 
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ pytestmark = pytest.mark.slow
 
 CLI = REPO / ".venvs" / "core" / "bin" / "distillery"
 QUICK = ["generation.target_count=16", "generation.batch_size=8", "training.max_steps=4", "training.epochs=1",
-         "evaluation.max_examples=12", "evaluation.seed_only_min_steps=4", "serving.gguf=[]"]
+         "evaluation.max_examples=12", "evaluation.seed_only_min_steps=4", "serving.gguf=[]",
+         "serving.quantizations=[]"]
 PLAIN_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] (stage \d+/\d+ \w+: .+|job \w+)$")
 
 
@@ -69,7 +74,7 @@ def test_example_folder_runs_to_a_served_student_with_plain_progress_lines(
     args = ["run", str(folder)]
     for setting in QUICK:
         args += ["--set", setting]
-    run = _run(env, *args, timeout=2400)
+    run = _run(env, *args, timeout=3600)
     out = run.stdout
     print(out)  # what a user's log file holds (shown with pytest -s)
     assert run.returncode == 0, out + run.stderr
