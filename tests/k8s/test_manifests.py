@@ -400,6 +400,23 @@ def test_network_policies_allow_exactly_the_intended_traffic(render: Render) -> 
         assert not ingress_allowed(policies, pods[svc], 22, pods["pipeline"], "distillery"), svc
 
 
+def test_pods_of_a_multi_node_training_job_reach_each_other_and_nobody_else_reaches_them(render: Render) -> None:
+    """torchrun's rendezvous (29500) and the process group's own ports between the pods of an
+    Indexed training Job, under the namespace's default-deny ingress."""
+    from services.trainer.k8s_jobs import TrainingJobSpec, build_job_manifest
+
+    policies = of_kind(render("base"), "NetworkPolicy")
+    job = build_job_manifest(TrainingJobSpec(name="distillery-train-abc", namespace="distillery", image="img",
+                                             command=["python", "-m", "m"], env={}, gpus=2, cpu="4",
+                                             memory="16Gi", nodes=2))
+    pod = job["spec"]["template"]["metadata"]["labels"]
+    for port in (29500, 41234):  # the rendezvous, and a port gloo/NCCL chose
+        assert ingress_allowed(policies, pod, port, pod, "distillery"), port
+    for other in ({"app.kubernetes.io/name": "distillery-pipeline"}, {"app.kubernetes.io/name": "something-else"}):
+        assert not ingress_allowed(policies, pod, 29500, other, "distillery"), other
+    assert not ingress_allowed(policies, pod, 29500, pod, "other-namespace")
+
+
 # -- RBAC ------------------------------------------------------------------------------------
 
 
