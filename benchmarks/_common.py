@@ -60,6 +60,11 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def contended(before: list[float], after: list[float]) -> bool:
+    """Was the 1-minute load above the core count at the start or the end of a run?"""
+    return max(before[0], after[0]) > (os.cpu_count() or 1)
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import _genai  # noqa: E402
-from benchmarks._common import code_version, load_average, machine  # noqa: E402
+from benchmarks._common import code_version, contended, load_average, machine  # noqa: E402
 from services.common.taskspec import TaskSpec  # noqa: E402
 from services.serving.export import export_onnx  # noqa: E402
 from services.serving.gguf import GgufTools, export_gguf  # noqa: E402
@@ -351,7 +351,7 @@ def main() -> None:
         "machine": machine(),
         "code": code_version(),
         "load_average": {"start": load_start, "end": load_end},
-        "contended": max(load_start[0], load_end[0]) > (os.cpu_count() or 1),
+        "contended": contended(load_start, load_end),
         "model": model_name,
         "baseline": {"what": "PyTorch eager decode (transformers generate, greedy, fp32, KV cache), same model, "
                              "same prompts, same run", "value": round(decode["pytorch_eager"], 2), "unit": "tokens/s"},

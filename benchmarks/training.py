@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import code_version, load_average, machine  # noqa: E402
+from benchmarks._common import code_version, contended, load_average, machine  # noqa: E402
 
 
 def rows(count: int) -> list[dict]:
@@ -40,31 +40,25 @@ def rows(count: int) -> list[dict]:
 def ours(student: Path, data: list[dict], args: argparse.Namespace, work: Path, steps: int = 0,
          bf16: bool = False) -> tuple[float, float]:
     """(tokens/s, final training loss) of our loop; ``bf16``: base in bfloat16 under CPU autocast."""
-    import torch
-
     from services.common.taskspec import Example
     from services.trainer.config import TrainingConfig
-    from services.trainer.devices import Runtime, setup_runtime
+    from services.trainer.devices import setup_runtime
     from services.trainer.loop import train
     from tests.helpers.trainer_data import SPEC
 
-    class CpuAutocast(Runtime):
-        @property
-        def autocast(self) -> bool:
-            return True
-
     config = TrainingConfig(max_steps=steps or args.steps, batch_size=args.batch_size, max_seq_len=args.max_seq_len,
                             lora_r=16, lora_alpha=32, eval_fraction=0.0, checkpoint_every_steps=0, seed=0)
-    runtime = CpuAutocast(torch.device("cpu"), torch.bfloat16) if bf16 else setup_runtime()
+    # training.dtype=bfloat16 on the CPU: the base held in bf16 under torch.autocast("cpu").
+    runtime = setup_runtime("cpu", "bfloat16") if bf16 else setup_runtime()
     outcome = train(student, SPEC, [Example.from_dict(r) for r in data], config, work, runtime)
     return outcome.metrics["tokens_trained"] / outcome.seconds, float(outcome.metrics.get("final_train_loss") or 0.0)
 
 
 def has_bf16() -> bool:
-    try:
-        return " avx512_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    """AVX-512 BF16, asked the way the generator picks vLLM's CPU dtype (services/generator/vllm_backend.py)."""
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported())
 
 
 def baseline(student: Path, data: list[dict], args: argparse.Namespace, work: Path) -> float:
@@ -116,7 +110,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--bf16-steps", type=int, default=2,
-                        help="steps of the bf16-autocast check (0: skip; ~25x slower than fp32 per step here)")
+                        help="steps of the bf16-autocast check (0: skip)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-seq-len", type=int, default=128)
     parser.add_argument("--examples", type=int, default=120)
@@ -151,9 +145,10 @@ def main() -> None:
                 "fp32_train_loss": round(fp32_loss, 4), "bf16_train_loss": round(bf16_loss, 4),
                 # A change of the CPU default would need a clear gain at the same loss, not noise.
                 "faster_at_same_loss": bf16_rate >= 1.1 * fp32_rate and abs(bf16_loss - fp32_loss) <= 0.05 * fp32_loss,
-                "cpu_default": "float32 (services.trainer.devices: bf16 only on CUDA)"}
+                "cpu_default": "float32; training.dtype=bfloat16 runs this recipe (services.trainer.devices)"}
         print(f"bf16 autocast: {bf16['bf16_tokens_per_s']} tok/s vs fp32 {bf16['fp32_tokens_per_s']}", flush=True)
     value, base = statistics.median(ours_values), statistics.median(base_values)
+    load_after = load_average()
     result = {
         "name": "training",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -170,8 +165,8 @@ def main() -> None:
         "all_values": ours_values, "all_baseline_values": base_values,
         "notes": "tokens = real (non-padding) prompt+answer tokens; median of the repeats",
         "code": code_version(),
-        "load_average": {"before": load_before, "after": load_average()},
-        "contended": max(load_before[0], load_average()[0]) > (os.cpu_count() or 1),
+        "load_average": {"before": load_before, "after": load_after},
+        "contended": contended(load_before, load_after),
         "bf16_autocast": bf16,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

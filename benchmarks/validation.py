@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import resource
 import statistics
@@ -29,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import code_version, load_average, machine  # noqa: E402
+from benchmarks._common import code_version, contended, load_average, machine  # noqa: E402
 from services.common.taskspec import TaskSpec, normalize_text  # noqa: E402
 from services.validator.config import build_config  # noqa: E402
 from services.validator.filters.length import load_token_counter  # noqa: E402
@@ -158,6 +157,7 @@ def main() -> None:
         print(f"repeat {repeat}: validator {ours[-1]:.0f} rows/s, datasketch dedup {baseline[-1]:.0f} rows/s",
               flush=True)
     value, base = statistics.median(ours), statistics.median(baseline)
+    load_after = load_average()
     result = {
         "name": "validation",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -178,8 +178,8 @@ def main() -> None:
         # The chain runs on one thread: rows per CPU-second is what it does on a core of its own,
         # and shows how much a busy shared machine slowed the wall-clock figure above.
         "value_per_cpu_second": round(statistics.median(ours_cpu), 1),
-        "load_average": {"before": load_before, "after": load_average()},
-        "contended": max(load_before[0], load_average()[0]) > (os.cpu_count() or 1),
+        "load_average": {"before": load_before, "after": load_after},
+        "contended": contended(load_before, load_after),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "tokenizer": counter.name,
         "tokenizer_note": counter.note,
