@@ -93,8 +93,8 @@ def setup_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
         torch_dtype = _DTYPES[dtype]
         if kind == "cpu" and torch_dtype != torch.float32:
             log.warning("dtype %s on the CPU: autocast with the base in %s, as asked; measured here (docs/trainer.md) "
-                        "bf16 is ~1.25x faster with AVX-512 BF16 but its loss lags fp32's by about a step, and "
-                        "float16 is slow on CPUs", dtype, dtype)
+                        "bf16 is ~1.25x faster with AVX-512 BF16 but its loss lags fp32's by about a step (float16 "
+                        "was not measured)", dtype, dtype)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if kind == "cuda" else "gloo")
     return Runtime(torch_device, torch_dtype, world_size, rank, local_rank)

@@ -41,13 +41,14 @@ def save_adapter(model: nn.Module, tokenizer: Any, out_dir: Path, base_ref: str)
 
 
 def save_merged(model: nn.Module, tokenizer: Any, out_dir: Path, base_dir: Path, dtype: str,
-                train_dtype: torch.dtype) -> Path:
+                auto_dtype: torch.dtype) -> Path:
     """Fold the adapter into the base weights (in place: the trained model is not used afterwards)
-    and save a plain transformers checkpoint."""
+    and save a plain transformers checkpoint in ``dtype`` ("auto": ``auto_dtype``, the runtime's
+    ``merged_dtype``)."""
     _fresh(out_dir)
     merge = getattr(model, "merge_and_unload", None)
     merged = merge() if callable(merge) else model
-    merged = merged.to(device="cpu", dtype=torch_dtype(dtype, train_dtype))
+    merged = merged.to(device="cpu", dtype=torch_dtype(dtype, auto_dtype))
     merged.config.use_cache = True
     merged.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))

@@ -40,6 +40,14 @@ def tiny_student(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtu
     return out
 
 
+def _launcher_env() -> dict[str, str]:
+    """This environment without a launcher's rank variables: torchrun (or none) sets them."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        env.pop(key, None)
+    return env
+
+
 def _run(tmp_path: Path, student: Path, name: str, launcher: list[str], grad_accum: int) -> dict[str, torch.Tensor]:
     request = {"task": {"name": SPEC.name, "type": "TASK_TYPE_CLASSIFICATION", "description": SPEC.description,
                         "labels": SPEC.labels},
@@ -48,9 +56,7 @@ def _run(tmp_path: Path, student: Path, name: str, launcher: list[str], grad_acc
                           "learning_rate": 1e-3, "checkpoint_every_steps": 0, "max_seq_len": 96, "seed": 3}}
     (tmp_path / f"{name}.json").write_text(json.dumps(request))
     out = tmp_path / name
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        env.pop(key, None)
+    env = _launcher_env()
     done = subprocess.run([*launcher, "-m", "services.trainer.run_job", "--request", str(tmp_path / f"{name}.json"),
                            "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -83,9 +89,7 @@ def test_two_nodes_with_the_jobs_torchrun_command_match_one_process(tmp_path: Pa
     request = tmp_path / "single.json"
     port = str(free_port())
     out = tmp_path / "two-nodes"
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        env.pop(key, None)
+    env = _launcher_env()
     raw = json.loads(request.read_text())
     raw["config"]["grad_accum"] = 1
     request.with_name("two-nodes.json").write_text(json.dumps(raw))
